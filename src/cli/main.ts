@@ -1,0 +1,245 @@
+#!/usr/bin/env node
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AppError, InputError } from '../core/errors.js';
+import { createSnapshot } from '../core/model.js';
+import { planMoves } from '../placement/greedy.js';
+import { planMovesIlp } from '../placement/ilp.js';
+import type { Plan } from '../placement/plan.js';
+import { comparePolicies } from '../sim/compare.js';
+import { POLICIES, type PolicyName } from '../sim/engine.js';
+import { generateScenario } from '../sim/generate.js';
+import { loadLatencyData } from '../sim/latency-data.js';
+import { parseScenario, type Scenario } from '../sim/scenario.js';
+import { loadHighs } from '../solver/highs.js';
+import { fmtBytes, fmtNum, table } from './format.js';
+import { simulationReport } from './report.js';
+import { progressBar } from './progress.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
+
+Usage:
+  vmshadow demo [--sites N] [--vms M] [--seed S]         simulate a day of a real-world cloud; print a report
+  vmshadow scenario generate --sites N --vms M --seed S [--users U] [--duration-s D] [--out FILE]
+  vmshadow plan --scenario FILE [--planner greedy|ilp] [--json]
+  vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
+  vmshadow bench placement [--quick] [--json]
+
+Errors in input exit with code 2 and name the field; other failures exit 1.
+`;
+
+const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../../data/', import.meta.url));
+
+interface Io {
+  out(s: string): void;
+  err: NodeJS.WriteStream;
+}
+
+type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
+
+function args(argv: string[], options: Options): Record<string, string | boolean | (string | boolean)[] | undefined> {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new InputError('arguments', argv.join(' '), (e as Error).message);
+  }
+}
+
+function intFlag(v: unknown, name: string, dflt?: number): number {
+  if (v === undefined) {
+    if (dflt !== undefined) return dflt;
+    throw new InputError(name, v, 'is required');
+  }
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InputError(name, v, 'must be a whole number');
+  return n;
+}
+
+function readScenario(file: unknown): Scenario {
+  if (typeof file !== 'string') throw new InputError('--scenario', file, 'is required: a scenario JSON file');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new InputError('--scenario', file, `cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new InputError('--scenario', file, `is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseScenario(json);
+}
+
+function planJson(plan: Plan): unknown {
+  return {
+    planner: plan.planner,
+    atMs: plan.atMs,
+    totalBenefit: plan.totalBenefit,
+    ...(plan.optimal !== undefined ? { optimal: plan.optimal } : {}),
+    moves: plan.moves.map((m) => ({
+      vm: m.vm, from: m.from, to: m.to, benefit: m.benefit, costS: m.costS, savingMs: m.savingMs,
+      kind: m.kind, bytes: m.bytes, postCopy: m.postCopy, after: m.after,
+    })),
+    rejected: plan.rejected,
+  };
+}
+
+function planText(plan: Plan): string {
+  const lines = [`${plan.planner} plan: ${plan.moves.length} moves, total benefit ${fmtNum(plan.totalBenefit)}`, ''];
+  if (plan.moves.length > 0) {
+    lines.push(table(['vm', 'from', 'to', 'kind', 'saves ms', 'benefit', 'cost s', 'moves', 'after'],
+      plan.moves.map((m) => [m.vm, m.from, m.to, m.kind, m.savingMs, m.benefit, m.costS, fmtBytes(m.bytes), m.after.join(',') || '-'])), '');
+  }
+  const byReason = new Map<string, number>();
+  for (const r of plan.rejected) byReason.set(r.reason, (byReason.get(r.reason) ?? 0) + 1);
+  lines.push(`Not moved (${plan.rejected.length}):`);
+  for (const [reason, n] of [...byReason].sort((a, b) => b[1] - a[1])) {
+    const ex = plan.rejected.find((r) => r.reason === reason)!;
+    lines.push(`  ${String(n).padStart(6)}  ${reason.padEnd(18)} e.g. ${ex.vm}: ${ex.detail}`);
+  }
+  return lines.join('\n');
+}
+
+async function cmdPlan(argv: string[], io: Io): Promise<void> {
+  const v = args(argv, { scenario: { type: 'string' }, planner: { type: 'string', default: 'greedy' }, json: { type: 'boolean', default: false } });
+  const sc = readScenario(v.scenario);
+  if (v.planner !== 'greedy' && v.planner !== 'ilp') throw new InputError('--planner', v.planner, 'must be greedy or ilp');
+  const snap = createSnapshot({ ...sc.cloudInput, atMs: 0 });
+  const plan = v.planner === 'ilp' ? planMovesIlp(snap, sc.params, await loadHighs()) : planMoves(snap, sc.params);
+  io.out(v.json === true ? JSON.stringify(planJson(plan)) + '\n' : planText(plan) + '\n');
+}
+
+async function cmdSimulate(argv: string[], io: Io): Promise<void> {
+  const v = args(argv, {
+    scenario: { type: 'string' }, policies: { type: 'string', default: 'never,nearest,greedy' },
+    timeline: { type: 'string' }, json: { type: 'boolean', default: false },
+  });
+  const sc = readScenario(v.scenario);
+  const policies = String(v.policies).split(',').map((p) => p.trim());
+  for (const p of policies) {
+    if (!(POLICIES as readonly string[]).includes(p)) throw new InputError('--policies', p, `is not a policy (${POLICIES.join(', ')})`);
+  }
+  const solver = policies.includes('ilp') ? await loadHighs() : undefined;
+  let bar: ReturnType<typeof progressBar> | null = null;
+  let current = '';
+  const cmp = comparePolicies(sc, policies as PolicyName[], {
+    ...(solver !== undefined ? { solver } : {}),
+    recordSeries: v.timeline !== undefined,
+    onProgress: (policy, f) => {
+      if (policy !== current) {
+        bar?.done();
+        bar = progressBar(io.err, policy);
+        current = policy;
+      }
+      bar?.update(f);
+    },
+  });
+  (bar as ReturnType<typeof progressBar> | null)?.done();
+  if (typeof v.timeline === 'string') writeTimeline(v.timeline, cmp.policies);
+  if (v.json === true) {
+    io.out(JSON.stringify({ ...cmp, policies: cmp.policies.map(({ series: _s, ...p }) => p) }) + '\n');
+    return;
+  }
+  io.out(simulationReport(cmp) + '\n');
+}
+
+function writeTimeline(file: string, results: ReturnType<typeof comparePolicies>['policies']): void {
+  const rows = ['policy,vm,round,userRttMs'];
+  for (const r of results) {
+    for (const [vm, xs] of Object.entries(r.series ?? {})) xs.forEach((x, i) => rows.push(`${r.policy},${vm},${i},${x}`));
+  }
+  try {
+    writeFileSync(file, rows.join('\n') + '\n');
+  } catch (e) {
+    throw new InputError('--timeline', file, `cannot be written: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+async function cmdScenario(argv: string[], io: Io): Promise<void> {
+  const [verb, ...rest] = argv;
+  if (verb !== 'generate') throw new InputError('scenario', verb, 'the only verb is "generate"');
+  const v = args(rest, {
+    sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, users: { type: 'string' },
+    'duration-s': { type: 'string' }, 'round-s': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' },
+  });
+  const data = loadLatencyData(typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR);
+  const sc = generateScenario(data, {
+    sites: intFlag(v.sites, '--sites'), vms: intFlag(v.vms, '--vms'), seed: intFlag(v.seed, '--seed'),
+    ...(v.users !== undefined ? { users: intFlag(v.users, '--users') } : {}),
+    ...(v['duration-s'] !== undefined ? { durationS: intFlag(v['duration-s'], '--duration-s') } : {}),
+    ...(v['round-s'] !== undefined ? { roundIntervalS: intFlag(v['round-s'], '--round-s') } : {}),
+  });
+  parseScenario(sc); // what we write, we can read back
+  const text = JSON.stringify(sc, null, 1) + '\n';
+  if (typeof v.out === 'string') {
+    try {
+      writeFileSync(v.out, text);
+    } catch (e) {
+      throw new InputError('--out', v.out, `cannot be written: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    io.err.write(`wrote ${v.out}\n`);
+  } else {
+    io.out(text);
+  }
+}
+
+async function cmdBench(argv: string[], io: Io): Promise<void> {
+  const [what, ...rest] = argv;
+  if (what !== 'placement') throw new InputError('bench', what, 'known benchmarks: placement');
+  const v = args(rest, { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } });
+  const { runPlacementBench } = await import('../../bench/placement.js');
+  await runPlacementBench({
+    quick: v.quick === true, json: v.json === true,
+    dataDir: typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR,
+    out: io.out, err: (s: string) => io.err.write(s),
+  });
+}
+
+async function cmdDemo(argv: string[], io: Io): Promise<void> {
+  const v = args(argv, { sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, 'data-dir': { type: 'string' } });
+  await runDemo({
+    sites: intFlag(v.sites, '--sites', 8), vms: intFlag(v.vms, '--vms', 400), seed: intFlag(v.seed, '--seed', 1),
+    data: loadLatencyData(typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR),
+    out: io.out, err: io.err,
+  });
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'plan': await cmdPlan(rest, io); break;
+      case 'simulate': await cmdSimulate(rest, io); break;
+      case 'scenario': await cmdScenario(rest, io); break;
+      case 'bench': await cmdBench(rest, io); break;
+      case 'demo': await cmdDemo(rest, io); break;
+      case undefined: case 'help': case '--help': case '-h':
+        io.out(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new InputError('command', cmd, `is not a vmshadow command\n\n${USAGE}`);
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof InputError) {
+      io.err.write(`vmshadow: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof AppError) {
+      io.err.write(`vmshadow: ${e.message} [${e.code}]\n`);
+      return 1;
+    }
+    io.err.write(`vmshadow: unexpected failure: ${(e as Error).message ?? String(e)}\n`);
+    if (process.env.VMSHADOW_DEBUG === '1') io.err.write(`${(e as Error).stack ?? ''}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {
+  const code = await main(process.argv.slice(2), { out: (s) => process.stdout.write(s), err: process.stderr });
+  process.exitCode = code;
+}

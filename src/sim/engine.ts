@@ -1,0 +1,478 @@
+import { AppError } from '../core/errors.js';
+import type { SiteId, VmId } from '../core/ids.js';
+import { linkIdOf } from '../core/ids.js';
+import { createSnapshot, type Snapshot } from '../core/model.js';
+import { planNearest } from '../placement/baselines.js';
+import { spareMbps } from '../placement/cost.js';
+import { planMoves } from '../placement/greedy.js';
+import { planMovesIlp, type LpSolver } from '../placement/ilp.js';
+import type { Move, Plan } from '../placement/plan.js';
+import type { Scenario, ScenarioEvent, SimActivity } from './scenario.js';
+
+export const POLICIES = ['never', 'nearest', 'greedy', 'ilp'] as const;
+export type PolicyName = (typeof POLICIES)[number];
+
+export interface SimOptions {
+  readonly policy: PolicyName;
+  /** Needed for the 'ilp' policy. */
+  readonly solver?: LpSolver;
+  /** Keep every VM's users' RTT at every round (for plots and --timeline). */
+  readonly recordSeries?: boolean;
+  readonly onProgress?: (fraction: number) => void;
+}
+
+export interface MigrationRecord {
+  readonly vm: VmId;
+  readonly from: SiteId;
+  readonly to: SiteId;
+  readonly startS: number;
+  readonly endS: number;
+  readonly outcome: 'completed' | 'aborted';
+  readonly bytes: number;
+  readonly downtimeMs: number;
+  readonly postCopy: boolean;
+  readonly rounds: number;
+}
+
+export interface PolicyResult {
+  readonly policy: PolicyName;
+  readonly rounds: number;
+  /** Mean over every (VM with users, round) of its users' share-weighted RTT to the VM's site. */
+  readonly meanUserRttMs: number;
+  /** The same, weighted by each VM's sensitivity at the time: the latency users actually feel. */
+  readonly sensitiveUserRttMs: number;
+  readonly p95SensitiveUserRttMs: number;
+  /** What sensitiveUserRttMs would be if every VM always sat at its users' nearest site. */
+  readonly idealSensitiveUserRttMs: number;
+  readonly migrations: {
+    readonly planned: number; readonly started: number; readonly completed: number;
+    readonly aborted: number; readonly postCopy: number; readonly superseded: number;
+  };
+  readonly bytesMoved: number;
+  readonly migrationSeconds: number;
+  readonly meanDowntimeMs: number;
+  readonly maxDowntimeMs: number;
+  readonly arrivals: { readonly placed: number; readonly redirected: number; readonly refused: number };
+  readonly planMs: number;
+  readonly log: readonly MigrationRecord[];
+  readonly series?: Readonly<Record<string, readonly number[]>>;
+}
+
+type VmJson = Record<string, unknown> & { id: string; siteId: string; vcpu: number; memoryMiB: number };
+type UserJson = Record<string, unknown> & { id: string; rttMs: (number | null)[] };
+
+interface Migration {
+  readonly move: Move;
+  readonly vm: VmJson;
+  readonly linkKey: string;
+  readonly startMs: number;
+  phase: 'disk' | 'precopy' | 'switch' | 'postcopy';
+  remaining: number;
+  round: number;
+  dirtied: number;
+  sent: number;
+  downtimeMs: number;
+  switched: boolean;
+}
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const EPS = 1e-6;
+
+/** A min-heap of timed events; ties keep insertion order so runs are deterministic. */
+class Agenda<T> {
+  private readonly items: { t: number; seq: number; v: T }[] = [];
+  private seq = 0;
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peekTime(): number {
+    return this.items[0]?.t ?? Infinity;
+  }
+
+  push(t: number, v: T): void {
+    const it = { t, seq: this.seq++, v };
+    const a = this.items;
+    a.push(it);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(a[i]!, a[p]!)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+
+  pop(): T | undefined {
+    const a = this.items;
+    if (a.length === 0) return undefined;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
+        if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top.v;
+  }
+
+  private less(x: { t: number; seq: number }, y: { t: number; seq: number }): boolean {
+    return x.t < y.t || (x.t === y.t && x.seq < y.seq);
+  }
+}
+
+type Tick = { kind: 'round' } | { kind: 'event'; e: ScenarioEvent };
+
+function percentile(xs: Float64Array, ws: Float64Array, q: number): number {
+  const idx = Array.from(xs.keys()).filter((i) => ws[i]! > 0).sort((a, b) => xs[a]! - xs[b]!);
+  const total = idx.reduce((t, i) => t + ws[i]!, 0);
+  let acc = 0;
+  for (const i of idx) {
+    acc += ws[i]!;
+    if (acc >= q * total) return xs[i]!;
+  }
+  return 0;
+}
+
+/**
+ * Runs a scenario on a virtual clock under one policy. Planning rounds call the production planner;
+ * migrations follow the pre-copy model round by round, with concurrent migrations sharing their link's
+ * spare bandwidth. Nothing here reads a real clock or draws a random number: same scenario, same result.
+ */
+export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
+  if (opts.policy === 'ilp' && opts.solver === undefined) {
+    throw new AppError('SIM_CONFIG', 'The ilp policy needs an LP solver; none was given');
+  }
+  const params = sc.params;
+  const durationMs = sc.durationS * 1000;
+  const roundMs = sc.roundIntervalS * 1000;
+  const cloud = sc.cloud;
+  const nSites = cloud.sites.length;
+  const siteIdx = new Map<string, number>(cloud.sites.map((s, i) => [s.id, i]));
+  const reservedV = new Float64Array(nSites);
+  const reservedM = new Float64Array(nSites);
+
+  // Mutable world state, kept in the snapshot's JSON form so each round re-validates it.
+  const vms = new Map<string, VmJson>();
+  for (const v of cloud.vms) vms.set(v.id, { ...v, hostId: v.hostId ?? undefined } as unknown as VmJson);
+  const users = new Map<string, UserJson>(cloud.users.map((u) => [u.id, { ...u, rttMs: [...u.rttMs] } as unknown as UserJson]));
+  const activity = new Map<string, SimActivity>();
+  const migrating = new Map<string, Migration>();
+  const linkLoad = new Map<string, number>();
+  const spare = new Map<string, number>(cloud.links.map((l) => [l.id as string, (spareMbps(l) * 1e6) / 8]));
+  let pending: Move[] = [];
+  const done = new Set<string>();
+  const failed = new Set<string>();
+
+  const agenda = new Agenda<Tick>();
+  for (let t = 0; t <= durationMs; t += roundMs) agenda.push(t, { kind: 'round' });
+  for (const e of sc.events) agenda.push(e.atS * 1000, { kind: 'event', e });
+
+  const log: MigrationRecord[] = [];
+  const counts = { planned: 0, started: 0, completed: 0, aborted: 0, postCopy: 0, superseded: 0 };
+  const arrivals = { placed: 0, redirected: 0, refused: 0 };
+  let planMs = 0;
+  let rounds = 0;
+  const series: Record<string, number[]> | undefined = opts.recordSeries === true ? {} : undefined;
+  const samples: { rtt: number[]; sens: number[]; ideal: number[] } = { rtt: [], sens: [], ideal: [] };
+
+  const used = (j: number): { v: number; m: number } => {
+    let v = reservedV[j]!;
+    let m = reservedM[j]!;
+    for (const vm of vms.values()) {
+      if (siteIdx.get(vm.siteId) === j) {
+        v += vm.vcpu;
+        m += vm.memoryMiB;
+      }
+    }
+    return { v, m };
+  };
+  const fits = (j: number, vcpu: number, mem: number): boolean => {
+    const u = used(j);
+    const cap = cloud.sites[j]!.capacity;
+    return u.v + vcpu <= cap.vcpu + 1e-9 && u.m + mem <= cap.memoryMiB + 1e-9;
+  };
+  const usersRtt = (vm: VmJson, j: number): number | null => {
+    let t = 0;
+    for (const u of vm.users as { userId: string; share: number }[]) {
+      const r = users.get(u.userId)!.rttMs[j];
+      if (r === null || r === undefined) return null;
+      t += u.share * r;
+    }
+    return t;
+  };
+  const profile = (id: string): { sensitivity: number; dirtyRateMiBps: number } =>
+    sc.activities[activity.get(id) ?? 'idle'];
+
+  const snapshotNow = (nowMs: number): Snapshot => {
+    // Capacity that in-flight migrations hold at their destinations is not the planner's to give away.
+    const sites = cloud.sites.map((s, j) => ({
+      ...s, capacity: { vcpu: s.capacity.vcpu - reservedV[j]!, memoryMiB: s.capacity.memoryMiB - reservedM[j]! },
+    }));
+    return createSnapshot({ atMs: nowMs, sites, hosts: cloud.hosts, links: cloud.links.map(({ id: _id, ...l }) => l), users: [...users.values()], vms: [...vms.values()] });
+  };
+
+  const rate = (m: Migration): number => (spare.get(m.linkKey) ?? 0) / Math.max(1, linkLoad.get(m.linkKey) ?? 1);
+
+  const finish = (m: Migration, nowMs: number, outcome: 'completed' | 'aborted'): void => {
+    migrating.delete(m.vm.id);
+    linkLoad.set(m.linkKey, (linkLoad.get(m.linkKey) ?? 1) - 1);
+    const to = siteIdx.get(m.move.to)!;
+    reservedV[to]! -= m.vm.vcpu;
+    reservedM[to]! -= m.vm.memoryMiB;
+    if (outcome === 'completed') {
+      const prev = m.vm.lastMovedAtMs as number | null | undefined;
+      const streak = prev !== null && prev !== undefined && nowMs - prev < params.maxCooldownMs ? (m.vm.recentMoves as number) + 1 : 1;
+      const delta = { ...(m.vm.diskDeltaGiB as Record<string, number>) };
+      const keep = delta[m.move.to];
+      delete delta[m.move.to];
+      delta[m.move.from] = keep ?? (m.vm.diskGiB as number);
+      Object.assign(m.vm, { siteId: m.move.to, lastMovedAtMs: nowMs, recentMoves: streak, diskDeltaGiB: delta, hostId: undefined });
+      counts.completed++;
+      done.add(m.vm.id);
+    } else {
+      counts.aborted++;
+      failed.add(m.vm.id);
+    }
+    log.push({
+      vm: m.move.vm, from: m.move.from, to: m.move.to, startS: m.startMs / 1000, endS: nowMs / 1000, outcome,
+      bytes: m.sent, downtimeMs: m.downtimeMs, postCopy: m.phase === 'postcopy', rounds: m.round,
+    });
+  };
+
+  const start = (move: Move, nowMs: number): 'started' | 'wait' | 'drop' => {
+    const vm = vms.get(move.vm);
+    if (vm === undefined || migrating.has(move.vm) || vm.siteId !== move.from) return 'drop';
+    if (move.after.some((id) => failed.has(id))) return 'drop';
+    if (!move.after.every((id) => done.has(id))) return 'wait';
+    // Re-checked against fresh state, as a plan is a proposal.
+    const to = siteIdx.get(move.to)!;
+    if (!fits(to, vm.vcpu, vm.memoryMiB)) return 'drop';
+    const linkKey = linkIdOf(move.from, move.to);
+    if ((linkLoad.get(linkKey) ?? 0) >= params.maxMovesPerLink) return 'wait';
+    reservedV[to]! += vm.vcpu;
+    reservedM[to]! += vm.memoryMiB;
+    linkLoad.set(linkKey, (linkLoad.get(linkKey) ?? 0) + 1);
+    const delta = (vm.diskDeltaGiB as Record<string, number>)[move.to];
+    const diskBytes = (delta ?? (vm.diskGiB as number)) * GiB;
+    migrating.set(vm.id, {
+      move, vm, linkKey, startMs: nowMs,
+      phase: diskBytes > 0 ? 'disk' : 'precopy', remaining: diskBytes > 0 ? diskBytes : vm.memoryMiB * MiB,
+      round: diskBytes > 0 ? 0 : 1, dirtied: 0, sent: 0, downtimeMs: 0, switched: false,
+    });
+    counts.started++;
+    return 'started';
+  };
+
+  const startPending = (nowMs: number): void => {
+    const keep: Move[] = [];
+    for (const mv of pending) {
+      const r = start(mv, nowMs);
+      if (r === 'wait') keep.push(mv);
+    }
+    pending = keep;
+  };
+
+  /** Moves every migration's transfer forward by dtMs at the current shares of bandwidth. */
+  const advance = (dtMs: number): void => {
+    if (dtMs <= 0) return;
+    for (const m of migrating.values()) {
+      const bytes = (rate(m) * dtMs) / 1000;
+      const step = Math.min(bytes, m.remaining);
+      m.remaining -= step;
+      m.sent += step;
+      if (m.phase === 'precopy') {
+        const ws = ((m.vm.workingSetMiB as number | undefined) ?? m.vm.memoryMiB) * MiB;
+        m.dirtied = Math.min(ws, m.dirtied + (profile(m.vm.id).dirtyRateMiBps * MiB * dtMs) / 1000);
+      }
+    }
+  };
+
+  /** Phase changes of migrations whose current transfer is done. */
+  const settle = (nowMs: number): void => {
+    for (const m of [...migrating.values()]) {
+      if (m.remaining > EPS) continue;
+      const r = rate(m);
+      if (m.phase === 'disk') {
+        m.phase = 'precopy';
+        m.round = 1;
+        m.remaining = m.vm.memoryMiB * MiB;
+        m.dirtied = 0;
+      } else if (m.phase === 'precopy') {
+        const volume = m.dirtied;
+        m.dirtied = 0;
+        if (volume <= (r * params.maxDowntimeMs) / 1000) {
+          m.phase = 'switch';
+          m.remaining = volume;
+          m.downtimeMs = r > 0 ? (volume / r) * 1000 : 0;
+          if (volume <= EPS) finish(m, nowMs, 'completed');
+        } else if (m.round >= params.maxPrecopyRounds) {
+          if (params.postCopy === 'allow') {
+            m.phase = 'postcopy';
+            m.remaining = volume;
+            m.switched = true; // the guest runs at the destination from here on
+            counts.postCopy++;
+          } else {
+            finish(m, nowMs, 'aborted');
+          }
+        } else {
+          m.round++;
+          m.remaining = volume;
+        }
+      } else {
+        finish(m, nowMs, 'completed');
+      }
+    }
+  };
+
+  const nextMigrationMs = (): number => {
+    let best = Infinity;
+    for (const m of migrating.values()) {
+      const r = rate(m);
+      if (r > 0) best = Math.min(best, (m.remaining / r) * 1000);
+    }
+    return best;
+  };
+
+  const sample = (): void => {
+    for (const vm of vms.values()) {
+      if ((vm.users as unknown[]).length === 0) continue;
+      const mig = migrating.get(vm.id);
+      const at = mig?.switched === true ? siteIdx.get(mig.move.to)! : siteIdx.get(vm.siteId)!;
+      const rtt = usersRtt(vm, at);
+      if (rtt === null) continue;
+      let ideal = rtt;
+      for (let j = 0; j < nSites; j++) {
+        const r = usersRtt(vm, j);
+        if (r !== null && r < ideal) ideal = r;
+      }
+      samples.rtt.push(rtt);
+      samples.sens.push(profile(vm.id).sensitivity);
+      samples.ideal.push(ideal);
+      if (series !== undefined) (series[vm.id] ??= []).push(Math.round(rtt * 10) / 10);
+    }
+  };
+
+  const applyEvent = (e: ScenarioEvent, nowMs: number): void => {
+    switch (e.type) {
+      case 'activity': {
+        activity.set(e.vm, e.activity);
+        const vm = vms.get(e.vm);
+        if (vm !== undefined) {
+          const p = sc.activities[e.activity];
+          Object.assign(vm, { activity: p.class, sensitivity: p.sensitivity, dirtyRateMiBps: p.dirtyRateMiBps });
+        }
+        break;
+      }
+      case 'user-move': {
+        const u = users.get(e.user)!;
+        Object.assign(u, { country: e.country, lat: e.lat, lon: e.lon, network: e.network, rttMs: [...e.rttMs] });
+        break;
+      }
+      case 'vm-arrive': {
+        const vm = { ...e.vm } as VmJson;
+        const want = siteIdx.get(vm.siteId)!;
+        let at = fits(want, vm.vcpu, vm.memoryMiB) ? want : -1;
+        if (at === -1) {
+          // Admission places it at the nearest site with room, as a scheduler would.
+          const order = [...Array(nSites).keys()].sort((a, b) => (usersRtt(vm, a) ?? Infinity) - (usersRtt(vm, b) ?? Infinity) || a - b);
+          at = order.find((j) => fits(j, vm.vcpu, vm.memoryMiB)) ?? -1;
+          if (at !== -1) arrivals.redirected++;
+        } else {
+          arrivals.placed++;
+        }
+        if (at === -1) {
+          arrivals.refused++;
+        } else {
+          vm.siteId = cloud.sites[at]!.id;
+          vms.set(vm.id, vm);
+        }
+        break;
+      }
+      case 'vm-depart': {
+        const m = migrating.get(e.vm);
+        if (m !== undefined) finish(m, nowMs, 'aborted');
+        vms.delete(e.vm);
+        break;
+      }
+    }
+  };
+
+  const planRound = (nowMs: number): void => {
+    rounds++;
+    counts.superseded += pending.length; // a newer plan supersedes moves not yet started
+    pending = [];
+    if (opts.policy === 'never') return;
+    const snap = snapshotNow(nowMs);
+    const p = { ...params, excluded: [...params.excluded, ...(migrating.keys() as Iterable<VmId>)] };
+    const t0 = performance.now();
+    let plan: Plan;
+    if (opts.policy === 'nearest') plan = planNearest(snap, p);
+    else if (opts.policy === 'ilp') plan = planMovesIlp(snap, p, opts.solver!);
+    else plan = planMoves(snap, p);
+    planMs += performance.now() - t0;
+    counts.planned += plan.moves.length;
+    pending = [...plan.moves];
+  };
+
+  let now = 0;
+  while (agenda.size > 0) {
+    const nextTick = agenda.peekTime();
+    if (nextTick > durationMs) break;
+    const dMig = nextMigrationMs();
+    if (now + dMig < nextTick - EPS) {
+      advance(dMig);
+      now += dMig;
+      settle(now);
+      startPending(now);
+      continue;
+    }
+    advance(nextTick - now);
+    now = nextTick;
+    settle(now);
+    const tick = agenda.pop()!;
+    if (tick.kind === 'event') {
+      applyEvent(tick.e, now);
+    } else {
+      sample();
+      planRound(now);
+      opts.onProgress?.(Math.min(1, now / durationMs));
+    }
+    startPending(now);
+  }
+  // Migrations still running at the end are reported as they stand, not counted as moved.
+  const n = samples.rtt.length;
+  const rtt = Float64Array.from(samples.rtt);
+  const sens = Float64Array.from(samples.sens);
+  const sumS = sens.reduce((t, x) => t + x, 0);
+  const wmean = (xs: readonly number[]): number => (sumS > 0 ? xs.reduce((t, x, i) => t + x * sens[i]!, 0) / sumS : 0);
+  const completed = log.filter((l) => l.outcome === 'completed');
+  return {
+    policy: opts.policy,
+    rounds,
+    meanUserRttMs: n > 0 ? samples.rtt.reduce((t, x) => t + x, 0) / n : 0,
+    sensitiveUserRttMs: wmean(samples.rtt),
+    p95SensitiveUserRttMs: percentile(rtt, sens, 0.95),
+    idealSensitiveUserRttMs: wmean(samples.ideal),
+    migrations: counts,
+    bytesMoved: log.reduce((t, l) => t + l.bytes, 0) + [...migrating.values()].reduce((t, m) => t + m.sent, 0),
+    migrationSeconds: log.reduce((t, l) => t + (l.endS - l.startS), 0),
+    meanDowntimeMs: completed.length > 0 ? completed.reduce((t, l) => t + l.downtimeMs, 0) / completed.length : 0,
+    maxDowntimeMs: completed.reduce((t, l) => Math.max(t, l.downtimeMs), 0),
+    arrivals,
+    planMs,
+    log,
+    ...(series !== undefined ? { series } : {}),
+  };
+}

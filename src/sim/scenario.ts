@@ -1,0 +1,174 @@
+import { InputError } from '../core/errors.js';
+import type { UserId, VmId } from '../core/ids.js';
+import { ACTIVITY_CLASSES, createSnapshot, type ActivityClass, type Snapshot, type SnapshotInput } from '../core/model.js';
+import { arr, checkNum, isObj, num, obj, oneOf, onlyKeys, optNum, str } from '../core/validate.js';
+import { parsePlanParams, type PlanParams } from '../placement/params.js';
+
+/** The only schema this version reads. A file naming another is refused, never guessed at. */
+export const SCENARIO_SCHEMA = 'vmshadow.scenario/v1';
+
+/** What a desktop's user is doing; each maps to a traffic class, a sensitivity and a memory dirty rate. */
+export const SIM_ACTIVITIES = ['text-editing', 'video', 'gaming', 'conferencing', 'bulk-download', 'idle'] as const;
+export type SimActivity = (typeof SIM_ACTIVITIES)[number];
+
+export interface ActivityProfile {
+  readonly class: ActivityClass;
+  readonly sensitivity: number;
+  readonly dirtyRateMiBps: number;
+}
+
+/**
+ * Defaults, after the research system's example: text editing is barely latency-sensitive, video and
+ * games are; a bulk download or an idle desktop is not. Scenario files may override any of them.
+ */
+export const DEFAULT_ACTIVITIES: Readonly<Record<SimActivity, ActivityProfile>> = Object.freeze({
+  'text-editing': { class: 'remote-desktop', sensitivity: 0.35, dirtyRateMiBps: 2 },
+  video: { class: 'video-streaming', sensitivity: 0.9, dirtyRateMiBps: 24 },
+  gaming: { class: 'gaming', sensitivity: 1, dirtyRateMiBps: 40 },
+  conferencing: { class: 'conferencing', sensitivity: 0.85, dirtyRateMiBps: 12 },
+  'bulk-download': { class: 'bulk-transfer', sensitivity: 0.05, dirtyRateMiBps: 8 },
+  idle: { class: 'background', sensitivity: 0, dirtyRateMiBps: 0.5 },
+});
+
+export type ScenarioEvent =
+  | { readonly atS: number; readonly type: 'activity'; readonly vm: VmId; readonly activity: SimActivity }
+  | {
+    readonly atS: number; readonly type: 'user-move'; readonly user: UserId; readonly country: string;
+    readonly lat: number; readonly lon: number; readonly network: string; readonly rttMs: readonly (number | null)[];
+  }
+  | { readonly atS: number; readonly type: 'vm-arrive'; readonly vm: Record<string, unknown> }
+  | { readonly atS: number; readonly type: 'vm-depart'; readonly vm: VmId };
+
+export interface Scenario {
+  readonly schema: typeof SCENARIO_SCHEMA;
+  readonly name: string;
+  readonly seed: number;
+  readonly durationS: number;
+  readonly roundIntervalS: number;
+  readonly params: PlanParams;
+  readonly activities: Readonly<Record<SimActivity, ActivityProfile>>;
+  /** The cloud at time 0. */
+  readonly cloud: Snapshot;
+  /** The raw JSON of the cloud, kept so VMs that arrive later are validated the same way. */
+  readonly cloudInput: SnapshotInput;
+  /** Sorted by time; ties keep file order. */
+  readonly events: readonly ScenarioEvent[];
+}
+
+const TOP_KEYS = ['schema', 'name', 'seed', 'durationS', 'roundIntervalS', 'params', 'activities', 'cloud', 'events', 'description'];
+
+/** Runs createSnapshot, re-labelling its errors with where the snapshot sits in the file. */
+function snapshotAt(prefix: string, input: SnapshotInput): Snapshot {
+  try {
+    return createSnapshot(input);
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(`${prefix}.${e.field}`, e.value, e.message.replace(/^[^:]*: /, '').replace(/ \(got [^)]*\)$/, ''));
+    throw e;
+  }
+}
+
+/**
+ * Validates a scenario file's parsed JSON. Any problem is an InputError naming the field (a JSON path)
+ * and its value: an unknown schema version, an unknown site or VM, a negative size, an event for a VM
+ * that does not exist at that time, a placement already over capacity.
+ */
+export function parseScenario(raw: unknown): Scenario {
+  const o = obj(raw, 'scenario');
+  const schema = o.schema;
+  if (schema !== SCENARIO_SCHEMA) {
+    throw new InputError('schema', schema, `unknown scenario schema; this version reads "${SCENARIO_SCHEMA}"`);
+  }
+  onlyKeys(o, 'scenario', TOP_KEYS);
+  const durationS = num(o, 'durationS', 'scenario', { above: 0, max: 366 * 86_400 });
+  const roundIntervalS = optNum(o, 'roundIntervalS', 'scenario', 300, { min: 1 });
+  const activities: Record<SimActivity, ActivityProfile> = { ...DEFAULT_ACTIVITIES };
+  if (o.activities !== undefined) {
+    const ao = obj(o.activities, 'activities');
+    onlyKeys(ao, 'activities', SIM_ACTIVITIES);
+    for (const [k, v] of Object.entries(ao)) {
+      const p = `activities.${k}`;
+      const po = obj(v, p);
+      onlyKeys(po, p, ['class', 'sensitivity', 'dirtyRateMiBps']);
+      activities[k as SimActivity] = {
+        class: oneOf(po, 'class', p, ACTIVITY_CLASSES),
+        sensitivity: num(po, 'sensitivity', p, { min: 0, max: 1 }),
+        dirtyRateMiBps: num(po, 'dirtyRateMiBps', p, { min: 0 }),
+      };
+    }
+  }
+  const cloudRaw = obj(o.cloud, 'cloud');
+  onlyKeys(cloudRaw, 'cloud', ['sites', 'hosts', 'vms', 'users', 'links']);
+  const cloudInput: SnapshotInput = { ...cloudRaw, atMs: 0 } as SnapshotInput;
+  const cloud = snapshotAt('cloud', cloudInput);
+
+  const vmsAlive = new Set<string>(cloud.vms.map((v) => v.id));
+  const users = new Set<string>(cloud.users.map((u) => u.id));
+  const rawEvents = o.events === undefined ? [] : arr(o.events, 'events');
+  const indexed = rawEvents.map((r, i) => ({ r: obj(r, `events[${i}]`), i }));
+  indexed.sort((a, b) => (a.r.atS as number) - (b.r.atS as number) || a.i - b.i);
+  const events: ScenarioEvent[] = [];
+  for (const { r, i } of indexed) {
+    const p = `events[${i}]`;
+    const atS = num(r, 'atS', p, { min: 0, max: durationS });
+    const type = oneOf(r, 'type', p, ['activity', 'user-move', 'vm-arrive', 'vm-depart'] as const);
+    const knownVm = (): VmId => {
+      const id = str(r, 'vm', p);
+      if (!vmsAlive.has(id)) throw new InputError(`${p}.vm`, id, `is not a VM that exists at ${atS} s`);
+      return id as VmId;
+    };
+    switch (type) {
+      case 'activity':
+        onlyKeys(r, p, ['atS', 'type', 'vm', 'activity']);
+        events.push({ atS, type, vm: knownVm(), activity: oneOf(r, 'activity', p, SIM_ACTIVITIES) });
+        break;
+      case 'user-move': {
+        onlyKeys(r, p, ['atS', 'type', 'user', 'country', 'lat', 'lon', 'network', 'rttMs']);
+        const user = str(r, 'user', p);
+        if (!users.has(user)) throw new InputError(`${p}.user`, user, 'is not a known user');
+        const rtt = arr(r.rttMs, `${p}.rttMs`);
+        if (rtt.length !== cloud.sites.length) throw new InputError(`${p}.rttMs`, rtt, `must have one entry per site (${cloud.sites.length})`);
+        const country = str(r, 'country', p);
+        if (!/^[A-Z]{2}$/.test(country)) throw new InputError(`${p}.country`, country, 'must be an ISO 3166 alpha-2 code');
+        events.push({
+          atS, type, user: user as UserId, country,
+          lat: num(r, 'lat', p, { min: -90, max: 90 }), lon: num(r, 'lon', p, { min: -180, max: 180 }),
+          network: str(r, 'network', p),
+          rttMs: rtt.map((v, j) => (v === null ? null : checkNum(v, `${p}.rttMs[${j}]`, { min: 0 }))),
+        });
+        break;
+      }
+      case 'vm-arrive': {
+        onlyKeys(r, p, ['atS', 'type', 'vm']);
+        const vm = obj(r.vm, `${p}.vm`);
+        // Validated as a one-VM cloud, so errors name the field inside the event.
+        const probe = { ...cloudInput, vms: [vm], sites: (cloudInput.sites as unknown[]).map((s) => isObj(s) ? { ...s, capacity: { vcpu: 1e12, memoryMiB: 1e15 } } : s) };
+        try {
+          createSnapshot(probe);
+        } catch (e) {
+          if (e instanceof InputError) throw new InputError(`${p}.vm${e.field.replace(/^vms\[0\]/, '')}`, e.value, e.message.replace(/^[^:]*: /, '').replace(/ \(got [^)]*\)$/, ''));
+          throw e;
+        }
+        const id = vm.id as string;
+        if (vmsAlive.has(id)) throw new InputError(`${p}.vm.id`, id, 'a VM with this id already exists');
+        vmsAlive.add(id);
+        events.push({ atS, type, vm });
+        break;
+      }
+      case 'vm-depart': {
+        onlyKeys(r, p, ['atS', 'type', 'vm']);
+        const id = knownVm();
+        vmsAlive.delete(id);
+        events.push({ atS, type, vm: id });
+        break;
+      }
+    }
+  }
+  return {
+    schema: SCENARIO_SCHEMA,
+    name: typeof o.name === 'string' ? o.name : 'unnamed',
+    seed: optNum(o, 'seed', 'scenario', 0, { integer: true }),
+    durationS, roundIntervalS,
+    params: parsePlanParams(o.params, 'params'),
+    activities, cloud, cloudInput, events,
+  };
+}
