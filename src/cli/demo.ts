@@ -14,9 +14,9 @@ const hhmm = (s: number): string => `${String(Math.floor(s / 3600)).padStart(2, 
  * The main job for now: a day in a multi-region desktop cloud built from real RTT data, run under three
  * policies, with one desktop's story told the way the research system tells it.
  */
-export async function runDemo(opts: {
+export function runDemo(opts: {
   sites: number; vms: number; seed: number; data: LatencyData; out: (s: string) => void; err: NodeJS.WriteStream;
-}): Promise<void> {
+}): void {
   const raw = generateScenario(opts.data, { sites: opts.sites, vms: opts.vms, seed: opts.seed });
   const sc = parseScenario(raw);
   const say = (s = ''): void => opts.out(s + '\n');

@@ -33,7 +33,7 @@ Errors in input exit with code 2 and name the field; other failures exit 1.
 const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../../data/', import.meta.url));
 
 interface Io {
-  out(s: string): void;
+  out: (s: string) => void;
   err: NodeJS.WriteStream;
 }
 
@@ -159,7 +159,7 @@ function writeTimeline(file: string, results: ReturnType<typeof comparePolicies>
   }
 }
 
-async function cmdScenario(argv: string[], io: Io): Promise<void> {
+function cmdScenario(argv: string[], io: Io): void {
   const [verb, ...rest] = argv;
   if (verb !== 'generate') throw new InputError('scenario', verb, 'the only verb is "generate"');
   const v = args(rest, {
@@ -199,9 +199,9 @@ async function cmdBench(argv: string[], io: Io): Promise<void> {
   });
 }
 
-async function cmdDemo(argv: string[], io: Io): Promise<void> {
+function cmdDemo(argv: string[], io: Io): void {
   const v = args(argv, { sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, 'data-dir': { type: 'string' } });
-  await runDemo({
+  runDemo({
     sites: intFlag(v.sites, '--sites', 8), vms: intFlag(v.vms, '--vms', 400), seed: intFlag(v.seed, '--seed', 1),
     data: loadLatencyData(typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR),
     out: io.out, err: io.err,
@@ -214,9 +214,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
     switch (cmd) {
       case 'plan': await cmdPlan(rest, io); break;
       case 'simulate': await cmdSimulate(rest, io); break;
-      case 'scenario': await cmdScenario(rest, io); break;
+      case 'scenario': cmdScenario(rest, io); break;
       case 'bench': await cmdBench(rest, io); break;
-      case 'demo': await cmdDemo(rest, io); break;
+      case 'demo': cmdDemo(rest, io); break;
       case undefined: case 'help': case '--help': case '-h':
         io.out(USAGE);
         return cmd === undefined ? 2 : 0;

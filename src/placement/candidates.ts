@@ -29,7 +29,7 @@ export interface Problem {
   readonly moves: readonly (readonly Candidate[])[];
   /** Per site: the VMs there that may be moved out to make room. */
   readonly evictableAt: readonly (readonly number[])[];
-  /** Make-room moves of an evictable VM, cheapest first (computed on first use). */
+  /** Make-room moves of an evictable VM, least harm to its users first (computed on first use). */
   evictions(vmIdx: number): readonly Candidate[];
   /** Per VM without candidates: why. */
   readonly why: readonly (Why | null)[];
@@ -110,11 +110,14 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
       if (!cost.converges && params.postCopy === 'reject') continue;
       const there = usersRttMs(s, vm, j);
       const saving = here !== null && there !== null ? here - there : 0;
-      // A make-room move never counts a gain (it is not made for one), only its users' loss and a small toll.
-      const benefit = Math.min(0, vm.sensitivity * saving) - params.evictionPenalty;
+      // A make-room move never counts a gain (it is not made for one), only its users' loss and a toll.
+      // The loss is weighed as if the VM were at least evictionRttWeight sensitive: an idle desktop is
+      // idle only for now, and throwing it across the world would cost its user later.
+      const benefit = -Math.max(vm.sensitivity, params.evictionRttWeight) * Math.max(0, -saving) - params.evictionPenalty;
       list.push({ vmIdx: i, from, to: j, benefit, savingMs: saving, costS: cost.seconds, bytes: cost.bytes, postCopy: !cost.converges });
     }
-    list.sort((x, y) => x.costS - y.costS || x.to - y.to);
+    // Least harm to its users first, then the cheapest move.
+    list.sort((x, y) => y.benefit - x.benefit || x.costS - y.costS || x.to - y.to);
     evictionCache.set(i, list);
     return list;
   };
@@ -156,7 +159,8 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
         bestSaving = saving;
         bestSite = j;
       }
-      if (saving < params.minSavingMs) continue;
+      // A move must gain something even when minSavingMs is 0: a tie is not worth a migration.
+      if (saving < params.minSavingMs || saving <= 0) continue;
       const cost = estimate(vm, from, j);
       if (cost === null) {
         lastCostReason = { reason: 'no-link', detail: `no WAN link from ${vm.siteId} to ${s.sites[j]!.id}` };

@@ -228,7 +228,7 @@ function run(p: Problem, order: Order): { round: Round; failed: Map<number, Reje
     }
     if (!ok) {
       pos[i] = pos[i]! + 1;
-      const next = lists[i]![pos[i]!];
+      const next = lists[i]![pos[i]];
       if (next !== undefined) heap.push(score(order, next), i);
     }
   }

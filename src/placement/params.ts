@@ -1,6 +1,6 @@
 import type { VmId } from '../core/ids.js';
 import { InputError } from '../core/errors.js';
-import { isObj, num, oneOf, onlyKeys, optNum, type Obj } from '../core/validate.js';
+import { isObj, oneOf, onlyKeys, optNum, type Obj } from '../core/validate.js';
 
 export type PostCopyPolicy = 'allow' | 'reject';
 
@@ -27,6 +27,8 @@ export interface PlanParams {
   readonly maxCostS: number;
   /** Every make-room move costs this much benefit, so nothing is evicted for nothing. */
   readonly evictionPenalty: number;
+  /** A make-room move's RTT loss is weighed as if the VM were at least this sensitive. */
+  readonly evictionRttWeight: number;
   readonly pinned: readonly VmId[];
   readonly excluded: readonly VmId[];
 }
@@ -44,6 +46,7 @@ export const DEFAULT_PLAN_PARAMS: PlanParams = Object.freeze({
   maxPrecopyRounds: 30,
   maxCostS: 3_600,
   evictionPenalty: 0.01,
+  evictionRttWeight: 1,
   pinned: [],
   excluded: [],
 });
@@ -51,7 +54,7 @@ export const DEFAULT_PLAN_PARAMS: PlanParams = Object.freeze({
 const KEYS = [
   'minSavingMs', 'minSensitivity', 'evictableMaxSensitivity', 'maxMovesPerRound', 'maxMovesPerLink',
   'baseCooldownMs', 'maxCooldownMs', 'postCopy', 'maxDowntimeMs', 'maxPrecopyRounds', 'maxCostS',
-  'evictionPenalty', 'pinned', 'excluded',
+  'evictionPenalty', 'evictionRttWeight', 'pinned', 'excluded',
 ];
 
 /** Reads planner settings from JSON; unset keys take the defaults. */
@@ -82,6 +85,7 @@ export function parsePlanParams(raw: unknown, path = 'params'): PlanParams {
     maxPrecopyRounds: optNum(o, 'maxPrecopyRounds', path, d.maxPrecopyRounds, { min: 1, max: 1000, integer: true }),
     maxCostS: optNum(o, 'maxCostS', path, d.maxCostS, { above: 0 }),
     evictionPenalty: optNum(o, 'evictionPenalty', path, d.evictionPenalty, { min: 0 }),
+    evictionRttWeight: optNum(o, 'evictionRttWeight', path, d.evictionRttWeight, { min: 0, max: 1 }),
     pinned: ids('pinned'),
     excluded: ids('excluded'),
   };
@@ -89,7 +93,6 @@ export function parsePlanParams(raw: unknown, path = 'params'): PlanParams {
     throw new InputError(`${path}.evictableMaxSensitivity`, p.evictableMaxSensitivity,
       `must be below minSensitivity (${p.minSensitivity}), or a VM could be both moved for its users and evicted`);
   }
-  void num;
   return Object.freeze(p);
 }
 

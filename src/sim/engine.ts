@@ -25,6 +25,7 @@ export interface MigrationRecord {
   readonly vm: VmId;
   readonly from: SiteId;
   readonly to: SiteId;
+  readonly kind: Move['kind'];
   readonly startS: number;
   readonly endS: number;
   readonly outcome: 'completed' | 'aborted';
@@ -165,8 +166,8 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
 
   // Mutable world state, kept in the snapshot's JSON form so each round re-validates it.
   const vms = new Map<string, VmJson>();
-  for (const v of cloud.vms) vms.set(v.id, { ...v, hostId: v.hostId ?? undefined } as unknown as VmJson);
-  const users = new Map<string, UserJson>(cloud.users.map((u) => [u.id, { ...u, rttMs: [...u.rttMs] } as unknown as UserJson]));
+  for (const v of cloud.vms) vms.set(v.id, { ...v, hostId: v.hostId ?? undefined });
+  const users = new Map<string, UserJson>(cloud.users.map((u) => [u.id, { ...u, rttMs: [...u.rttMs] }]));
   const activity = new Map<string, SimActivity>();
   const migrating = new Map<string, Migration>();
   const linkLoad = new Map<string, number>();
@@ -246,7 +247,7 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
       failed.add(m.vm.id);
     }
     log.push({
-      vm: m.move.vm, from: m.move.from, to: m.move.to, startS: m.startMs / 1000, endS: nowMs / 1000, outcome,
+      vm: m.move.vm, from: m.move.from, to: m.move.to, kind: m.move.kind, startS: m.startMs / 1000, endS: nowMs / 1000, outcome,
       bytes: m.sent, downtimeMs: m.downtimeMs, postCopy: m.phase === 'postcopy', rounds: m.round,
     });
   };

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what VMShadow needs on a fresh Debian 12 machine with Node 20 (run as root), then builds it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the code and its tests use. None yet beyond Node itself; later components add theirs here.
+APT_PACKAGES=()
+
+apt_install() {
+  [ "$#" -gt 0 ] || return 0
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  # Another apt may hold the dpkg lock for a while on a fresh machine: retry.
+  for i in $(seq 1 30); do
+    if DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+       DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+      return 0
+    fi
+    echo "apt-get failed (attempt $i), retrying in 10 s" >&2
+    sleep 10
+  done
+  echo "could not install: ${missing[*]}" >&2
+  return 1
+}
+
+apt_install "${APT_PACKAGES[@]}"
+
+node -e 'const [M]=process.versions.node.split(".").map(Number); if (M < 20) { console.error("VMShadow needs Node 20 or later, found " + process.version); process.exit(1); }'
+npm ci --no-audit --no-fund
+npm run build
