@@ -59,7 +59,10 @@ export interface Vm {
   readonly lastMovedAtMs: number | null;
   /** Moves in the VM's current streak (moves closer together than the back-off reset); drives the cooldown. */
   readonly recentMoves: number;
-  /** GiB still to copy to a site that already holds a replica of the disk; sites not listed need the whole disk. */
+  /**
+   * GiB still to copy to a site that already holds a replica of the disk ("*": every site not listed, as for
+   * desktops cloned from a golden image replicated everywhere); sites not covered need the whole disk.
+   */
   readonly diskDeltaGiB: Readonly<Record<string, number>>;
 }
 
@@ -255,7 +258,7 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
     const deltaRaw = o.diskDeltaGiB === undefined ? {} : obj(o.diskDeltaGiB, `${p}.diskDeltaGiB`);
     const diskDeltaGiB: Record<string, number> = {};
     for (const [k, v] of Object.entries(deltaRaw)) {
-      knownSite(k, `${p}.diskDeltaGiB`);
+      if (k !== '*') knownSite(k, `${p}.diskDeltaGiB`);
       diskDeltaGiB[k] = checkNum(v, `${p}.diskDeltaGiB.${k}`, { min: 0 });
     }
     const vm: Vm = Object.freeze({
@@ -318,6 +321,11 @@ export function toSnapshotInput(s: Snapshot): SnapshotInput {
     users: s.users,
     links: s.links.map(({ id: _id, ...rest }) => rest),
   };
+}
+
+/** GiB of a VM's disk that must cross the WAN to reach `site`. */
+export function diskToCopyGiB(vm: Vm, site: string): number {
+  return vm.diskDeltaGiB[site] ?? vm.diskDeltaGiB['*'] ?? vm.diskGiB;
 }
 
 export function linkBetween(s: Snapshot, a: SiteId, b: SiteId): Link | undefined {

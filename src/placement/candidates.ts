@@ -1,6 +1,6 @@
 import type { SiteId, VmId } from '../core/ids.js';
 import { linkIdOf } from '../core/ids.js';
-import type { Snapshot, Vm } from '../core/model.js';
+import { diskToCopyGiB, type Snapshot, type Vm } from '../core/model.js';
 import { estimateMigration, spareMbps, type CostEstimate } from './cost.js';
 import { cooldownMs, type PlanParams } from './params.js';
 import type { RejectReason } from './plan.js';
@@ -31,6 +31,8 @@ export interface Problem {
   readonly evictableAt: readonly (readonly number[])[];
   /** Make-room moves of an evictable VM, least harm to its users first (computed on first use). */
   evictions(vmIdx: number): readonly Candidate[];
+  /** Per VM: its candidate moves, largest benefit first (computed on first use). */
+  byBenefit(vmIdx: number): readonly Candidate[];
   /** Per VM without candidates: why. */
   readonly why: readonly (Why | null)[];
   readonly freeVcpu: Float64Array;
@@ -86,14 +88,19 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
   const evictionCache = new Map<number, Candidate[]>();
   const why: (Why | null)[] = [];
 
+  // Most destinations of one VM share a link speed and a disk delta: remember the last estimate.
+  let memo: { vm: Vm; mbps: number; diskGiB: number; cost: CostEstimate } | null = null;
   const estimate = (vm: Vm, from: number, to: number): CostEstimate | null => {
     const mbps = spare[from * nSites + to]!;
     if (mbps < 0) return null;
-    const delta = vm.diskDeltaGiB[s.sites[to]!.id];
-    return estimateMigration(
-      { memoryMiB: vm.memoryMiB, workingSetMiB: vm.workingSetMiB, dirtyRateMiBps: vm.dirtyRateMiBps, diskGiB: delta ?? vm.diskGiB },
+    const diskGiB = diskToCopyGiB(vm, s.sites[to]!.id);
+    if (memo !== null && memo.vm === vm && memo.mbps === mbps && memo.diskGiB === diskGiB) return memo.cost;
+    const cost = estimateMigration(
+      { memoryMiB: vm.memoryMiB, workingSetMiB: vm.workingSetMiB, dirtyRateMiBps: vm.dirtyRateMiBps, diskGiB },
       mbps, limits,
     );
+    memo = { vm, mbps, diskGiB, cost };
+    return cost;
   };
 
   const evictions = (i: number): readonly Candidate[] => {
@@ -141,8 +148,15 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
       why.push({ reason: 'insensitive', detail: `sensitivity ${fmt(vm.sensitivity)} is below ${params.minSensitivity}` });
       continue;
     }
-    // Users' RTT to every site, once.
-    for (let j = 0; j < nSites; j++) userRtt[j] = usersRttMs(s, vm, j) ?? NaN;
+    // Users' share-weighted RTT to every site, once (NaN where any user's RTT is unknown).
+    userRtt.fill(0);
+    for (const u of vm.users) {
+      const row = s.users[s.userIndex.get(u.userId)!]!.rttMs;
+      for (let j = 0; j < nSites; j++) {
+        const r = row[j];
+        userRtt[j] = r === null || r === undefined ? NaN : userRtt[j]! + u.share * r;
+      }
+    }
     if (Number.isNaN(userRtt[from]!)) {
       why.push({ reason: 'rtt-unknown', detail: `no RTT from its users to its current site ${vm.siteId}` });
       continue;
@@ -199,7 +213,18 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
       });
     }
   }
-  return { snapshot: s, params, moves, evictableAt, evictions, why, freeVcpu, freeMemoryMiB };
+  const benefitCache = new Map<number, readonly Candidate[]>();
+  const byBenefit = (i: number): readonly Candidate[] => {
+    const list = moves[i]!;
+    if (list.length < 2) return list;
+    let sorted = benefitCache.get(i);
+    if (sorted === undefined) {
+      sorted = [...list].sort((x, y) => y.benefit - x.benefit || x.to - y.to);
+      benefitCache.set(i, sorted);
+    }
+    return sorted;
+  };
+  return { snapshot: s, params, moves, evictableAt, evictions, byBenefit, why, freeVcpu, freeMemoryMiB };
 }
 
 function staticReason(s: Snapshot, vm: Vm, params: PlanParams, pinned: Set<VmId>, excluded: Set<VmId>): Why | null {

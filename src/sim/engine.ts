@@ -236,7 +236,8 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
       const prev = m.vm.lastMovedAtMs as number | null | undefined;
       const streak = prev !== null && prev !== undefined && nowMs - prev < params.maxCooldownMs ? (m.vm.recentMoves as number) + 1 : 1;
       const delta = { ...(m.vm.diskDeltaGiB as Record<string, number>) };
-      const keep = delta[m.move.to];
+      // The source keeps a copy that is as far behind as the destination's was.
+      const keep = delta[m.move.to] ?? delta['*'];
       delete delta[m.move.to];
       delta[m.move.from] = keep ?? (m.vm.diskGiB as number);
       Object.assign(m.vm, { siteId: m.move.to, lastMovedAtMs: nowMs, recentMoves: streak, diskDeltaGiB: delta, hostId: undefined });
@@ -265,8 +266,8 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
     reservedV[to]! += vm.vcpu;
     reservedM[to]! += vm.memoryMiB;
     linkLoad.set(linkKey, (linkLoad.get(linkKey) ?? 0) + 1);
-    const delta = (vm.diskDeltaGiB as Record<string, number>)[move.to];
-    const diskBytes = (delta ?? (vm.diskGiB as number)) * GiB;
+    const deltas = vm.diskDeltaGiB as Record<string, number>;
+    const diskBytes = (deltas[move.to] ?? deltas['*'] ?? (vm.diskGiB as number)) * GiB;
     migrating.set(vm.id, {
       move, vm, linkKey, startMs: nowMs,
       phase: diskBytes > 0 ? 'disk' : 'precopy', remaining: diskBytes > 0 ? diskBytes : vm.memoryMiB * MiB,

@@ -151,8 +151,7 @@ export function generateScenario(data: LatencyData, opts: GenerateOptions): Reco
     // Desktops cloned from a golden image replicated to every site only carry their own delta.
     const delta: Record<string, number> = {};
     if (rng.next() < GOLDEN_IMAGE_SHARE) {
-      const d = round1(1 + rng.next() * 7);
-      for (const s of sites) if (s.id !== site.id) delta[s.id] = d;
+      delta['*'] = round1(1 + rng.next() * 7);
     }
     return {
       id, siteId: site.id, vcpu, memoryMiB, diskGiB,
