@@ -194,6 +194,13 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
         };
         continue;
       }
+      if (vm.sensitivity * saving < params.minBenefitPerCostS * cost.seconds) {
+        lastCostReason = {
+          reason: 'too-costly',
+          detail: `moving to ${s.sites[j]!.id} gains ${fmt(vm.sensitivity * saving)} for ${fmt(cost.seconds)} s of migration, below ${params.minBenefitPerCostS} per second`,
+        };
+        continue;
+      }
       list.push({
         vmIdx: i, from, to: j, benefit: vm.sensitivity * saving, savingMs: saving,
         costS: cost.seconds, bytes: cost.bytes, postCopy: !cost.converges,

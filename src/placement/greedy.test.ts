@@ -111,6 +111,17 @@ describe('planMoves()', () => {
     assert.match(r.detail, /best site b saves 5 ms, below the 10 ms minimum/);
   });
 
+  it('rejects a move that gains less than minBenefitPerCostS per second of migration as too-costly', () => {
+    // 0.9 × 90 ms = 81 of benefit for ~68.7 s of migration: 1.18 per second.
+    const ok = planMoves(snapshotOf(twoSites()), paramsWith({ minBenefitPerCostS: 1 }));
+    assert.equal(ok.moves.length, 1);
+    const plan = planMoves(snapshotOf(twoSites()), paramsWith({ minBenefitPerCostS: 1.5 }));
+    assert.deepEqual(plan.moves, []);
+    const r = rejectionOf(plan, 'v');
+    assert.equal(r?.reason, 'too-costly');
+    assert.match(r.detail, /below 1\.5 per second/);
+  });
+
   it('does not move a VM for a saving of 0 ms, even when minSavingMs is 0', () => {
     const plan = planMoves(snapshotOf(twoSites({}, [30, 30])), paramsWith({ minSavingMs: 0 }));
     assert.deepEqual(plan.moves, []);

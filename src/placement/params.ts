@@ -25,6 +25,8 @@ export interface PlanParams {
   readonly maxPrecopyRounds: number;
   /** Moves estimated to take longer than this are not started. */
   readonly maxCostS: number;
+  /** A move must gain at least this much benefit per second of migration it costs. */
+  readonly minBenefitPerCostS: number;
   /** Every make-room move costs this much benefit, so nothing is evicted for nothing. */
   readonly evictionPenalty: number;
   /** A make-room move's RTT loss is weighed as if the VM were at least this sensitive. */
@@ -45,6 +47,7 @@ export const DEFAULT_PLAN_PARAMS: PlanParams = Object.freeze({
   maxDowntimeMs: 300,
   maxPrecopyRounds: 30,
   maxCostS: 3_600,
+  minBenefitPerCostS: 0,
   evictionPenalty: 0.01,
   evictionRttWeight: 1,
   pinned: [],
@@ -53,7 +56,7 @@ export const DEFAULT_PLAN_PARAMS: PlanParams = Object.freeze({
 
 const KEYS = [
   'minSavingMs', 'minSensitivity', 'evictableMaxSensitivity', 'maxMovesPerRound', 'maxMovesPerLink',
-  'baseCooldownMs', 'maxCooldownMs', 'postCopy', 'maxDowntimeMs', 'maxPrecopyRounds', 'maxCostS',
+  'baseCooldownMs', 'maxCooldownMs', 'postCopy', 'maxDowntimeMs', 'maxPrecopyRounds', 'maxCostS', 'minBenefitPerCostS',
   'evictionPenalty', 'evictionRttWeight', 'pinned', 'excluded',
 ];
 
@@ -84,6 +87,7 @@ export function parsePlanParams(raw: unknown, path = 'params'): PlanParams {
     maxDowntimeMs: optNum(o, 'maxDowntimeMs', path, d.maxDowntimeMs, { above: 0 }),
     maxPrecopyRounds: optNum(o, 'maxPrecopyRounds', path, d.maxPrecopyRounds, { min: 1, max: 1000, integer: true }),
     maxCostS: optNum(o, 'maxCostS', path, d.maxCostS, { above: 0 }),
+    minBenefitPerCostS: optNum(o, 'minBenefitPerCostS', path, d.minBenefitPerCostS, { min: 0 }),
     evictionPenalty: optNum(o, 'evictionPenalty', path, d.evictionPenalty, { min: 0 }),
     evictionRttWeight: optNum(o, 'evictionRttWeight', path, d.evictionRttWeight, { min: 0, max: 1 }),
     pinned: ids('pinned'),
