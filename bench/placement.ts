@@ -121,7 +121,7 @@ export async function runPlacementBench(o: BenchOptions): Promise<void> {
   const cmp = comparePolicies(daySc, ['never', 'nearest', 'greedy']);
   // The same planner told to skip moves that gain little per second of migration.
   const thrifty = simulate({ ...daySc, params: { ...daySc.params, minBenefitPerCostS: THRIFTY } }, { policy: 'greedy' });
-  const rows = [...cmp.policies.map((p) => ({ name: p.policy as string, p })), { name: `greedy-thrifty`, p: thrifty }];
+  const rows = [...cmp.policies.map((p) => ({ name: p.policy, p })), { name: `greedy-thrifty`, p: thrifty }];
   for (const { name, p } of rows) {
     results.push({
       case: `day-${name}`, sensitiveUserRttMs: p.sensitiveUserRttMs, meanUserRttMs: p.meanUserRttMs,
