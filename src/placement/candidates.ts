@@ -80,7 +80,7 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
     spare[a * nSites + b] = spareMbps(l);
     spare[b * nSites + a] = spareMbps(l);
   }
-  const limits = { maxDowntimeMs: params.maxDowntimeMs, maxRounds: params.maxPrecopyRounds };
+  const limits = { maxDowntimeMs: params.maxDowntimeMs, maxRounds: params.maxPrecopyRounds, postCopyAllowed: params.postCopy === 'allow' };
   const userRtt = new Float64Array(nSites);
 
   const moves: Candidate[][] = [];
@@ -121,7 +121,7 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
       // The loss is weighed as if the VM were at least evictionRttWeight sensitive: an idle desktop is
       // idle only for now, and throwing it across the world would cost its user later.
       const benefit = -Math.max(vm.sensitivity, params.evictionRttWeight) * Math.max(0, -saving) - params.evictionPenalty;
-      list.push({ vmIdx: i, from, to: j, benefit, savingMs: saving, costS: cost.seconds, bytes: cost.bytes, postCopy: !cost.converges });
+      list.push({ vmIdx: i, from, to: j, benefit, savingMs: saving, costS: cost.seconds, bytes: cost.bytes, postCopy: cost.postCopy });
     }
     // Least harm to its users first, then the cheapest move.
     list.sort((x, y) => y.benefit - x.benefit || x.costS - y.costS || x.to - y.to);
@@ -203,7 +203,7 @@ export function buildProblem(s: Snapshot, params: PlanParams): Problem {
       }
       list.push({
         vmIdx: i, from, to: j, benefit: vm.sensitivity * saving, savingMs: saving,
-        costS: cost.seconds, bytes: cost.bytes, postCopy: !cost.converges,
+        costS: cost.seconds, bytes: cost.bytes, postCopy: cost.postCopy,
       });
     }
     if (list.length > 0) {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { estimateMigration, spareMbps, type MigrationShape } from './cost.js';
+import { estimateMigration, PRECOPY_OVERHEAD_LIMIT, spareMbps, type MigrationShape } from './cost.js';
 
 const FC = { numRuns: 200, seed: 20251125 };
 const MiB = 1024 * 1024;
@@ -96,14 +96,28 @@ describe('estimateMigration()', () => {
     }), FC);
   });
 
-  it('never takes longer with more bandwidth, even where the extra bandwidth makes pre-copy converge', {
-    todo: 'at the convergence threshold the estimate jumps: a 4 GiB guest dirtying 400 MiB/s over all its memory '
-      + 'is a 17.2 s post-copy (7.6 GiB) at 3770 Mbit/s but a 78.7 s, 30-round pre-copy (34.6 GiB) at 3780 Mbit/s',
-  }, () => {
+  it('with post-copy allowed, more bandwidth never makes a move more than PRECOPY_OVERHEAD_LIMIT dearer, even where it makes pre-copy converge', () => {
+    // At the threshold pre-copy alone jumps: a 17.2 s post-copy at 3770 Mbit/s, a 78.7 s 30-round pre-copy at 3780.
     const shape = { memoryMiB: 4096, workingSetMiB: 4096, dirtyRateMiBps: 400, diskGiB: 0 };
-    const slow = estimateMigration(shape, 3770, LIMITS);
-    const fast = estimateMigration(shape, 3780, LIMITS);
+    const allowed = { ...LIMITS, postCopyAllowed: true };
+    const slow = estimateMigration(shape, 3770, allowed);
+    const fast = estimateMigration(shape, 3780, allowed);
     assert.ok(fast.seconds <= slow.seconds, `${fast.seconds} s with more bandwidth > ${slow.seconds} s`);
+    assert.equal(fast.converges, true);
+    assert.equal(fast.postCopy, true, '30 rounds of pre-copy move far more than 1.5× post-copy\'s bytes');
+    fc.assert(fc.property(arbShape, arbMbps, arbMbps, arbLimits, (sh, a, b, limits) => {
+      const lim = { ...limits, postCopyAllowed: true };
+      const s1 = estimateMigration(sh, Math.min(a, b), lim);
+      const s2 = estimateMigration(sh, Math.max(a, b), lim);
+      assert.ok(s2.seconds <= s1.seconds * PRECOPY_OVERHEAD_LIMIT * (1 + 1e-12), `${s2.seconds} s at ${Math.max(a, b)} Mbit/s > ${s1.seconds} s at ${Math.min(a, b)}`);
+    }), FC);
+  });
+
+  it('does not choose post-copy for a converging pre-copy unless it is allowed', () => {
+    const shape = { memoryMiB: 4096, workingSetMiB: 4096, dirtyRateMiBps: 400, diskGiB: 0 };
+    const e = estimateMigration(shape, 3780, LIMITS);
+    assert.equal(e.converges, true);
+    assert.equal(e.postCopy, false);
   });
 });
 

@@ -319,7 +319,8 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
           m.remaining = volume;
           m.downtimeMs = r > 0 ? (volume / r) * 1000 : 0;
           if (volume <= EPS) finish(m, nowMs, 'completed');
-        } else if (m.round >= params.maxPrecopyRounds) {
+        } else if (m.round >= params.maxPrecopyRounds || m.move.postCopy) {
+          // Planned as post-copy (cheaper than many rounds), or pre-copy ran out of rounds.
           if (params.postCopy === 'allow') {
             m.phase = 'postcopy';
             m.remaining = volume;
