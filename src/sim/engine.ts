@@ -8,6 +8,7 @@ import { planMoves } from '../placement/greedy.js';
 import { planMovesIlp, type LpSolver } from '../placement/ilp.js';
 import type { Move, Plan } from '../placement/plan.js';
 import type { Scenario, ScenarioEvent, SimActivity } from './scenario.js';
+import { VirtualClock } from './virtual-clock.js';
 
 export const POLICIES = ['never', 'nearest', 'greedy', 'ilp'] as const;
 export type PolicyName = (typeof POLICIES)[number];
@@ -429,20 +430,23 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
     pending = [...plan.moves];
   };
 
-  let now = 0;
+  // Time jumps from one happening to the next: a scenario event, a planning round, or the moment a
+  // migration finishes its current transfer at the present shares of bandwidth.
+  const clock = new VirtualClock(0);
   while (agenda.size > 0) {
     const nextTick = agenda.peekTime();
     if (nextTick > durationMs) break;
     const dMig = nextMigrationMs();
-    if (now + dMig < nextTick - EPS) {
+    if (clock.nowMs() + dMig < nextTick - EPS) {
       advance(dMig);
-      now += dMig;
-      settle(now);
-      startPending(now);
+      clock.advanceTo(clock.nowMs() + dMig);
+      settle(clock.nowMs());
+      startPending(clock.nowMs());
       continue;
     }
-    advance(nextTick - now);
-    now = nextTick;
+    advance(nextTick - clock.nowMs());
+    clock.advanceTo(nextTick);
+    const now = nextTick;
     settle(now);
     const tick = agenda.pop()!;
     if (tick.kind === 'event') {

@@ -74,7 +74,10 @@ function pickRegions(data: LatencyData, n: number, rng: Rng): RegionInfo[] {
  */
 export function generateScenario(data: LatencyData, opts: GenerateOptions): Record<string, unknown> {
   if (!Number.isInteger(opts.sites) || opts.sites < 1 || opts.sites > 200) throw new InputError('--sites', opts.sites, 'must be a whole number from 1 to 200');
-  if (!Number.isInteger(opts.vms) || opts.vms < 0 || opts.vms > 1_000_000) throw new InputError('--vms', opts.vms, 'must be a whole number from 0 to 1000000');
+  if (!Number.isInteger(opts.vms) || opts.vms < 0 || opts.vms > 200_000) throw new InputError('--vms', opts.vms, 'must be a whole number from 0 to 200000');
+  if (opts.users !== undefined && (!Number.isInteger(opts.users) || opts.users < 1 || opts.users > 200_000)) throw new InputError('--users', opts.users, 'must be a whole number from 1 to 200000');
+  if (opts.durationS !== undefined && (!Number.isInteger(opts.durationS) || opts.durationS < 1 || opts.durationS > 7 * 86_400)) throw new InputError('--duration-s', opts.durationS, 'must be a whole number of seconds from 1 to 604800 (a week)');
+  if (opts.roundIntervalS !== undefined && (!Number.isInteger(opts.roundIntervalS) || opts.roundIntervalS < 1 || opts.roundIntervalS > 86_400)) throw new InputError('--round-s', opts.roundIntervalS, 'must be a whole number of seconds from 1 to 86400');
   if (!Number.isInteger(opts.seed)) throw new InputError('--seed', opts.seed, 'must be a whole number');
   const rng = createRng(opts.seed);
   const durationS = opts.durationS ?? 86_400;
