@@ -10,7 +10,7 @@ import type { Plan } from '../placement/plan.js';
 import { comparePolicies } from '../sim/compare.js';
 import { POLICIES, type PolicyName } from '../sim/engine.js';
 import { generateScenario } from '../sim/generate.js';
-import { loadLatencyData } from '../sim/latency-data.js';
+import { loadLatencyData, type LatencyData } from '../sim/latency-data.js';
 import { parseScenario, type Scenario } from '../sim/scenario.js';
 import { loadHighs } from '../solver/highs.js';
 import { fmtBytes, fmtNum, table } from './format.js';
@@ -40,8 +40,21 @@ interface Io {
 type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
 
 function args(argv: string[], options: Options): Record<string, string | boolean | (string | boolean)[] | undefined> {
+  // "--seed -1": a negative number is a value, not an option.
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    const name = a.startsWith('--') ? a.slice(2) : '';
+    if (name !== '' && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${a}=${next}`);
+      i++;
+    } else {
+      joined.push(a);
+    }
+  }
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args: joined, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
     throw new InputError('arguments', argv.join(' '), (e as Error).message);
   }
@@ -55,6 +68,27 @@ function intFlag(v: unknown, name: string, dflt?: number): number {
   const n = Number(v);
   if (typeof v !== 'string' || !/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InputError(name, v, 'must be a whole number');
   return n;
+}
+
+/** The latency tables, from --data-dir if given (a bad one is the user's input error) or the bundled copy. */
+function latencyData(dir: unknown): LatencyData {
+  if (typeof dir !== 'string') return loadLatencyData(DEFAULT_DATA_DIR);
+  try {
+    return loadLatencyData(dir);
+  } catch (e) {
+    if (e instanceof AppError) throw new InputError('--data-dir', dir, `cannot be used: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Fails now, not after a long run, if `file` cannot be written. */
+function writable(file: unknown, flag: string): void {
+  if (typeof file !== 'string') return;
+  try {
+    writeFileSync(file, '', { flag: 'a' });
+  } catch (e) {
+    throw new InputError(flag, file, `cannot be written: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 function readScenario(file: unknown): Scenario {
@@ -119,6 +153,7 @@ async function cmdSimulate(argv: string[], io: Io): Promise<void> {
     timeline: { type: 'string' }, json: { type: 'boolean', default: false },
   });
   const sc = readScenario(v.scenario);
+  writable(v.timeline, '--timeline');
   const policies = String(v.policies).split(',').map((p) => p.trim());
   for (const p of policies) {
     if (!(POLICIES as readonly string[]).includes(p)) throw new InputError('--policies', p, `is not a policy (${POLICIES.join(', ')})`);
@@ -166,7 +201,8 @@ function cmdScenario(argv: string[], io: Io): void {
     sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, users: { type: 'string' },
     'duration-s': { type: 'string' }, 'round-s': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' },
   });
-  const data = loadLatencyData(typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR);
+  writable(v.out, '--out');
+  const data = latencyData(v['data-dir']);
   const sc = generateScenario(data, {
     sites: intFlag(v.sites, '--sites'), vms: intFlag(v.vms, '--vms'), seed: intFlag(v.seed, '--seed'),
     ...(v.users !== undefined ? { users: intFlag(v.users, '--users') } : {}),
@@ -203,7 +239,7 @@ function cmdDemo(argv: string[], io: Io): void {
   const v = args(argv, { sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, 'data-dir': { type: 'string' } });
   runDemo({
     sites: intFlag(v.sites, '--sites', 8), vms: intFlag(v.vms, '--vms', 400), seed: intFlag(v.seed, '--seed', 1),
-    data: loadLatencyData(typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR),
+    data: latencyData(v['data-dir']),
     out: io.out, err: io.err,
   });
 }

@@ -124,8 +124,8 @@ function resources(o: Obj, key: string, path: string): Resources {
   const r = obj(o[key], `${path}.${key}`);
   onlyKeys(r, `${path}.${key}`, ['vcpu', 'memoryMiB']);
   return {
-    vcpu: num(r, 'vcpu', `${path}.${key}`, { min: 0 }),
-    memoryMiB: num(r, 'memoryMiB', `${path}.${key}`, { min: 0 }),
+    vcpu: num(r, 'vcpu', `${path}.${key}`, { min: 0, max: 1e9 }),
+    memoryMiB: num(r, 'memoryMiB', `${path}.${key}`, { min: 0, max: 1e15 }),
   };
 }
 
@@ -202,7 +202,7 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
       lat: num(o, 'lat', p, { min: -90, max: 90 }),
       lon: num(o, 'lon', p, { min: -180, max: 180 }),
       network: optStr(o, 'network', p) ?? 'fixed',
-      rttMs: Object.freeze(rtt.map((v, j) => (v === null ? null : checkNum(v, `${p}.rttMs[${j}]`, { min: 0 })))),
+      rttMs: Object.freeze(rtt.map((v, j) => (v === null ? null : checkNum(v, `${p}.rttMs[${j}]`, { min: 0, max: 100_000 })))),
     });
   });
   const userIndex = new Map<UserId, number>(users.map((u, i) => [u.id, i]));
@@ -219,8 +219,8 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
     if (linkById.has(id)) throw new InputError(p, id, 'duplicate link between these sites');
     const link: Link = Object.freeze({
       id, a, b,
-      rttMs: num(o, 'rttMs', p, { min: 0 }),
-      bandwidthMbps: num(o, 'bandwidthMbps', p, { above: 0 }),
+      rttMs: num(o, 'rttMs', p, { min: 0, max: 100_000 }),
+      bandwidthMbps: num(o, 'bandwidthMbps', p, { above: 0, max: 1e7 }),
       foregroundShare: optNum(o, 'foregroundShare', p, 0.5, { min: 0, max: 0.95 }),
     });
     linkById.set(id, link);
@@ -229,6 +229,7 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
 
   const vmIds = new Set<string>();
   const used = sites.map(() => ({ vcpu: 0, memoryMiB: 0, vms: 0 }));
+  const hostUse = new Map<string, { vcpu: number; memoryMiB: number; vms: number }>(hosts.map((h) => [h.id, { vcpu: 0, memoryMiB: 0, vms: 0 }]));
   const vms: Vm[] = arr(input.vms, 'vms').map((raw, i) => {
     const p = `vms[${i}]`;
     const o = obj(raw, p);
@@ -242,7 +243,7 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
       if (h !== site) throw new InputError(`${p}.hostId`, o.hostId, `is at site ${h}, not at the VM's site ${site}`);
       host = o.hostId as HostId;
     }
-    const memoryMiB = num(o, 'memoryMiB', p, { above: 0 });
+    const memoryMiB = num(o, 'memoryMiB', p, { above: 0, max: 1e12 });
     const vmUsers = (o.users === undefined ? [] : arr(o.users, `${p}.users`)).map((ru, j) => {
       const up = `${p}.users[${j}]`;
       const uo = obj(ru, up);
@@ -265,10 +266,10 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
       id,
       siteId: site,
       hostId: host,
-      vcpu: num(o, 'vcpu', p, { above: 0 }),
+      vcpu: num(o, 'vcpu', p, { above: 0, max: 1e6 }),
       memoryMiB,
-      diskGiB: optNum(o, 'diskGiB', p, 0, { min: 0 }),
-      dirtyRateMiBps: optNum(o, 'dirtyRateMiBps', p, 0, { min: 0 }),
+      diskGiB: optNum(o, 'diskGiB', p, 0, { min: 0, max: 1e9 }),
+      dirtyRateMiBps: optNum(o, 'dirtyRateMiBps', p, 0, { min: 0, max: 1e9 }),
       workingSetMiB: optNum(o, 'workingSetMiB', p, memoryMiB, { min: 0, max: memoryMiB }),
       sensitivity: optNum(o, 'sensitivity', p, 0, { min: 0, max: 1 }),
       activity: o.activity === undefined ? 'background' : oneOf(o, 'activity', p, ACTIVITY_CLASSES),
@@ -280,6 +281,12 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
       recentMoves: optNum(o, 'recentMoves', p, 0, { min: 0, integer: true }),
       diskDeltaGiB: Object.freeze(diskDeltaGiB),
     });
+    if (host !== null) {
+      const h = hostUse.get(host)!;
+      h.vcpu += vm.vcpu;
+      h.memoryMiB += vm.memoryMiB;
+      h.vms += 1;
+    }
     const u = used[siteIndex.get(site)!]!;
     u.vcpu += vm.vcpu;
     u.memoryMiB += vm.memoryMiB;
@@ -288,6 +295,14 @@ export function createSnapshot(input: SnapshotInput): Snapshot {
   });
   const vmIndex = new Map<VmId, number>(vms.map((v, i) => [v.id, i]));
 
+  hosts.forEach((h, i) => {
+    const u = hostUse.get(h.id)!;
+    for (const k of ['vcpu', 'memoryMiB'] as const) {
+      if (u[k] > h.capacity[k] + 1e-9) {
+        throw new InputError(`hosts[${i}].capacity.${k}`, h.capacity[k], `placement already exceeds capacity: ${u.vms} VMs on ${h.id} use ${u[k]} ${k === 'vcpu' ? 'vCPU' : 'MiB'}`);
+      }
+    }
+  });
   sites.forEach((s, i) => {
     const u = used[i]!;
     if (u.vcpu > s.capacity.vcpu + 1e-9) {

@@ -24,6 +24,7 @@ export interface IlpModel {
 }
 
 const num = (x: number): string => {
+  if (Math.abs(x) >= 1e21) return String(x); // toFixed switches to exponent notation there
   const s = x.toFixed(9).replace(/\.?0+$/, '');
   return s === '-0' ? '0' : s;
 };
@@ -183,6 +184,9 @@ export function planMovesIlp(snapshot: Snapshot, params: PlanParams, solver: LpS
     const res = solver.solve(lp, { timeLimitS: opts.timeLimitS ?? 60 });
     if (res.status === 'infeasible' || res.status === 'error') {
       throw new AppError('ILP_FAILED', `ILP planner failed for ${snapshot.vms.length} VMs over ${snapshot.sites.length} sites: ${res.detail}`);
+    }
+    if (res.status === 'time-limit' && res.values.size === 0) {
+      throw new AppError('ILP_TIMEOUT', `ILP planner found no plan for ${snapshot.vms.length} VMs over ${snapshot.sites.length} sites within ${opts.timeLimitS ?? 60} s; use the greedy planner for a cloud this size`, { retryable: true });
     }
     const chosen = model.vars.filter((v) => (res.values.get(v.name) ?? 0) > 0.5);
     const found = runnableOrder(p, chosen.map((v) => v.c));

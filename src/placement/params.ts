@@ -27,7 +27,7 @@ export interface PlanParams {
   readonly maxCostS: number;
   /** A move must gain at least this much benefit per second of migration it costs. */
   readonly minBenefitPerCostS: number;
-  /** Every make-room move costs this much benefit, so nothing is evicted for nothing. */
+  /** Every make-room move costs this much benefit (> 0), so nothing is evicted for nothing. */
   readonly evictionPenalty: number;
   /** A make-room move's RTT loss is weighed as if the VM were at least this sensitive. */
   readonly evictionRttWeight: number;
@@ -88,11 +88,14 @@ export function parsePlanParams(raw: unknown, path = 'params'): PlanParams {
     maxPrecopyRounds: optNum(o, 'maxPrecopyRounds', path, d.maxPrecopyRounds, { min: 1, max: 1000, integer: true }),
     maxCostS: optNum(o, 'maxCostS', path, d.maxCostS, { above: 0 }),
     minBenefitPerCostS: optNum(o, 'minBenefitPerCostS', path, d.minBenefitPerCostS, { min: 0 }),
-    evictionPenalty: optNum(o, 'evictionPenalty', path, d.evictionPenalty, { min: 0 }),
+    evictionPenalty: optNum(o, 'evictionPenalty', path, d.evictionPenalty, { above: 0 }),
     evictionRttWeight: optNum(o, 'evictionRttWeight', path, d.evictionRttWeight, { min: 0, max: 1 }),
     pinned: ids('pinned'),
     excluded: ids('excluded'),
   };
+  if (p.maxCooldownMs < p.baseCooldownMs) {
+    throw new InputError(`${path}.maxCooldownMs`, p.maxCooldownMs, `must be at least baseCooldownMs (${p.baseCooldownMs})`);
+  }
   if (p.evictableMaxSensitivity >= p.minSensitivity) {
     throw new InputError(`${path}.evictableMaxSensitivity`, p.evictableMaxSensitivity,
       `must be below minSensitivity (${p.minSensitivity}), or a VM could be both moved for its users and evicted`);

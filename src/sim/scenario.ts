@@ -1,6 +1,6 @@
 import { InputError } from '../core/errors.js';
 import type { UserId, VmId } from '../core/ids.js';
-import { ACTIVITY_CLASSES, createSnapshot, type ActivityClass, type Snapshot, type SnapshotInput } from '../core/model.js';
+import { ACTIVITY_CLASSES, createSnapshot, type ActivityClass, type Snapshot, type SnapshotInput, type Vm } from '../core/model.js';
 import { arr, checkNum, isObj, num, obj, oneOf, onlyKeys, optNum, str } from '../core/validate.js';
 import { parsePlanParams, type PlanParams } from '../placement/params.js';
 
@@ -55,6 +55,9 @@ export interface Scenario {
   readonly events: readonly ScenarioEvent[];
 }
 
+/** Planning rounds one simulation may run. */
+const MAX_ROUNDS = 200_000;
+
 const TOP_KEYS = ['schema', 'name', 'seed', 'durationS', 'roundIntervalS', 'params', 'activities', 'cloud', 'events', 'description'];
 
 /** Runs createSnapshot, re-labelling its errors with where the snapshot sits in the file. */
@@ -81,6 +84,9 @@ export function parseScenario(raw: unknown): Scenario {
   onlyKeys(o, 'scenario', TOP_KEYS);
   const durationS = num(o, 'durationS', 'scenario', { above: 0, max: 366 * 86_400 });
   const roundIntervalS = optNum(o, 'roundIntervalS', 'scenario', 300, { min: 1 });
+  if (durationS / roundIntervalS > MAX_ROUNDS) {
+    throw new InputError('roundIntervalS', roundIntervalS, `gives ${Math.ceil(durationS / roundIntervalS)} planning rounds over durationS ${durationS}; at most ${MAX_ROUNDS} are simulated`);
+  }
   const activities: Record<SimActivity, ActivityProfile> = { ...DEFAULT_ACTIVITIES };
   if (o.activities !== undefined) {
     const ao = obj(o.activities, 'activities');
@@ -102,6 +108,7 @@ export function parseScenario(raw: unknown): Scenario {
   const cloud = snapshotAt('cloud', cloudInput);
 
   const vmsAlive = new Set<string>(cloud.vms.map((v) => v.id));
+  const everVm = new Set<string>(vmsAlive);
   const users = new Set<string>(cloud.users.map((u) => u.id));
   const rawEvents = o.events === undefined ? [] : arr(o.events, 'events');
   const indexed = rawEvents.map((r, i) => ({ r: obj(r, `events[${i}]`), i }));
@@ -141,9 +148,11 @@ export function parseScenario(raw: unknown): Scenario {
         onlyKeys(r, p, ['atS', 'type', 'vm']);
         const vm = obj(r.vm, `${p}.vm`);
         // Validated as a one-VM cloud, so errors name the field inside the event.
-        const probe = { ...cloudInput, vms: [vm], sites: (cloudInput.sites as unknown[]).map((s) => isObj(s) ? { ...s, capacity: { vcpu: 1e12, memoryMiB: 1e15 } } : s) };
+        const roomy = (xs: unknown): unknown[] => (Array.isArray(xs) ? (xs as unknown[]) : []).map((s: unknown) => (isObj(s) ? { ...s, capacity: { vcpu: 1e9, memoryMiB: 1e15 } } : s));
+        const probe = { ...cloudInput, vms: [vm], sites: roomy(cloudInput.sites), hosts: roomy(cloudInput.hosts) };
+        let normalised: Vm;
         try {
-          createSnapshot(probe);
+          normalised = createSnapshot(probe).vms[0]!;
         } catch (e) {
           if (e instanceof InputError) throw new InputError(`${p}.vm${e.field.replace(/^vms\[0\]/, '')}`, e.value, e.message.replace(/^[^:]*: /, '').replace(/ \(got [^)]*\)$/, ''));
           throw e;
@@ -151,7 +160,9 @@ export function parseScenario(raw: unknown): Scenario {
         const id = vm.id as string;
         if (vmsAlive.has(id)) throw new InputError(`${p}.vm.id`, id, 'a VM with this id already exists');
         vmsAlive.add(id);
-        events.push({ atS, type, vm });
+        everVm.add(id);
+        // Kept in its validated form, defaults filled in, as the simulator's state holds VMs.
+        events.push({ atS, type, vm: { ...normalised, hostId: normalised.hostId ?? undefined } });
         break;
       }
       case 'vm-depart': {
@@ -163,12 +174,21 @@ export function parseScenario(raw: unknown): Scenario {
       }
     }
   }
+  const params = parsePlanParams(o.params, 'params');
+  for (const key of ['pinned', 'excluded'] as const) {
+    params[key].forEach((id, i) => {
+      if (!everVm.has(id)) throw new InputError(`params.${key}[${i}]`, id, 'is not a VM of this scenario');
+    });
+  }
+  for (const key of ['name', 'description']) {
+    if (o[key] !== undefined && typeof o[key] !== 'string') throw new InputError(key, o[key], 'must be a string');
+  }
   return {
     schema: SCENARIO_SCHEMA,
     name: typeof o.name === 'string' ? o.name : 'unnamed',
     seed: optNum(o, 'seed', 'scenario', 0, { integer: true }),
     durationS, roundIntervalS,
-    params: parsePlanParams(o.params, 'params'),
+    params,
     activities, cloud, cloudInput, events,
   };
 }

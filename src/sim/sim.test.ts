@@ -133,3 +133,72 @@ describe('simulate()', () => {
     }
   });
 });
+
+describe('simulate() with hand-written scenarios', () => {
+  const base = (): Record<string, unknown> & { cloud: { sites: Record<string, unknown>[]; vms: Record<string, unknown>[]; users: Record<string, unknown>[]; links: Record<string, unknown>[]; hosts?: unknown[] }; events: Record<string, unknown>[] } => ({
+    schema: SCENARIO_SCHEMA, durationS: 3600, roundIntervalS: 300,
+    cloud: {
+      sites: [
+        { id: 'a', country: 'DE', lat: 50, lon: 8, capacity: { vcpu: 8, memoryMiB: 8192 } },
+        { id: 'b', country: 'US', lat: 40, lon: -75, capacity: { vcpu: 8, memoryMiB: 8192 } },
+      ],
+      links: [{ a: 'a', b: 'b', rttMs: 90, bandwidthMbps: 1000 }],
+      users: [{ id: 'u', country: 'US', lat: 40, lon: -74, rttMs: [100, 10] }],
+      vms: [{ id: 'v', siteId: 'a', vcpu: 2, memoryMiB: 2048, sensitivity: 0.9, activity: 'video-streaming', dirtyRateMiBps: 5, users: [{ userId: 'u', share: 1 }] }],
+    },
+    events: [],
+  });
+
+  it('weighs a VM by its own sensitivity when no activity event names it', () => {
+    const r = simulate(parseScenario(base()), { policy: 'never' });
+    assert.ok(r.sensitiveUserRttMs > 99 && r.sensitiveUserRttMs < 101, String(r.sensitiveUserRttMs));
+    assert.equal(r.p95SensitiveUserRttMs, 100);
+  });
+
+  it('moves the sensitive VM to its user\'s site, and the felt RTT falls', () => {
+    const sc = parseScenario(base());
+    const [never, greedy] = [simulate(sc, { policy: 'never' }), simulate(sc, { policy: 'greedy' })];
+    assert.equal(greedy.migrations.completed, 1);
+    assert.ok(greedy.sensitiveUserRttMs < never.sensitiveUserRttMs);
+  });
+
+  it('fills in an arriving VM\'s optional fields, and can move it', () => {
+    const raw = base();
+    raw.events.push({ atS: 0, type: 'vm-arrive', vm: { id: 'n', siteId: 'a', vcpu: 1, memoryMiB: 1024, sensitivity: 0.9 } });
+    raw.events.push({ atS: 0, type: 'vm-arrive', vm: { id: 'm', siteId: 'a', vcpu: 1, memoryMiB: 1024, sensitivity: 0.9, users: [{ userId: 'u', share: 1 }] } });
+    const r = simulate(parseScenario(raw), { policy: 'greedy' });
+    assert.equal(r.arrivals.placed, 2);
+    assert.ok(r.log.some((l) => l.vm === 'm' && l.outcome === 'completed'));
+  });
+
+  it('drops the host of an arrival redirected to another site', () => {
+    const raw = base();
+    raw.cloud.sites[0]!.capacity = { vcpu: 2, memoryMiB: 2048 };
+    raw.cloud.hosts = [{ id: 'h-a', siteId: 'a', capacity: { vcpu: 8, memoryMiB: 8192 } }];
+    raw.events.push({ atS: 10, type: 'vm-arrive', vm: { id: 'n', siteId: 'a', hostId: 'h-a', vcpu: 1, memoryMiB: 1024, users: [{ userId: 'u', share: 1 }] } });
+    const r = simulate(parseScenario({ ...raw, params: { maxMovesPerRound: 0 } }), { policy: 'greedy' });
+    assert.equal(r.arrivals.redirected, 1);
+    assert.equal(r.rounds, 13);
+  });
+
+  it('refuses a link faster than 10 Tbit/s and more rounds than it simulates, naming the field', () => {
+    const raw = base();
+    raw.cloud.links[0]!.bandwidthMbps = 1e300;
+    assert.throws(() => parseScenario(raw), (e: unknown) => e instanceof InputError && e.field === 'cloud.links[0].bandwidthMbps');
+    assert.throws(() => parseScenario({ ...base(), durationS: 366 * 86_400, roundIntervalS: 1 }), (e: unknown) => e instanceof InputError && e.field === 'roundIntervalS');
+  });
+
+  it('refuses a pinned VM that does not exist, and a host over its capacity', () => {
+    assert.throws(() => parseScenario({ ...base(), params: { pinned: ['nope'] } }), (e: unknown) => e instanceof InputError && e.field === 'params.pinned[0]');
+    const raw = base();
+    raw.cloud.hosts = [{ id: 'h', siteId: 'a', capacity: { vcpu: 1, memoryMiB: 8192 } }];
+    raw.cloud.vms[0]!.hostId = 'h';
+    assert.throws(() => parseScenario(raw), (e: unknown) => e instanceof InputError && e.field === 'cloud.hosts[0].capacity.vcpu');
+  });
+
+  it('starts a move that waits for an eviction only after that eviction of the same plan', () => {
+    const sc = parseScenario(generateScenario(data, { sites: 6, vms: 120, seed: 3, durationS: 4 * 3600 }));
+    const r = simulate(sc, { policy: 'greedy' });
+    assert.equal(r.migrations.dropped, 0, 'no planned move is lost to a stale dependency');
+  });
+});

@@ -288,11 +288,11 @@ export function arbPlanParams(vmIds: readonly string[] = []): fc.Arbitrary<PlanP
     maxDowntimeMs: fc.constantFrom(50, 300, 1000),
     maxPrecopyRounds: fc.constantFrom(1, 5, 30),
     maxCostS: fc.constantFrom(60, 3_600, 3_600),
-    evictionPenalty: fc.constantFrom(0, 0.01, 0.5),
+    evictionPenalty: fc.constantFrom(1e-6, 0.01, 0.5),
     evictionRttWeight: fc.constantFrom(0, 0.5, 1),
     pinned: ids,
     excluded: ids,
-  }).map((raw) => parsePlanParams(raw));
+  }).map((raw) => parsePlanParams({ ...raw, maxCooldownMs: Math.max(raw.maxCooldownMs, raw.baseCooldownMs) }));
 }
 
 /** A generated cloud with settings that may pin or exclude some of its VMs. */

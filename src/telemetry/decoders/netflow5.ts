@@ -1,0 +1,71 @@
+// NetFlow version 5 decoder: a fixed 24-byte header and up to 30 fixed 48-byte IPv4 records.
+
+import type { DecodeContext, DecodeResult, FlowDecoder } from '../flow.js';
+import { uptimeAgoMs } from './template-records.js';
+import { emptyParts, finish, guarded, ipv4, scaled, u16, u32 } from './wire.js';
+
+const HEADER = 24;
+const RECORD = 48;
+const MAX_COUNT = 30;
+
+export const netflow5Decoder: FlowDecoder = {
+  name: 'netflow5',
+  accepts: (d) => d.length >= 2 && u16(d, 0) === 5,
+  decode: (d, ctx) => guarded(() => decodeNetflow5(d, ctx), 'netflow5'),
+};
+
+function decodeNetflow5(b: Uint8Array, ctx: DecodeContext): DecodeResult {
+  const p = emptyParts('record');
+  if (b.length < HEADER) {
+    p.errors.add('truncated', `${b.length} bytes is shorter than the 24-byte NetFlow v5 header`);
+    return finish(p);
+  }
+  const version = u16(b, 0);
+  if (version !== 5) {
+    p.errors.add('bad-version', `version ${version} is not NetFlow v5`);
+    return finish(p);
+  }
+  const count = u16(b, 2);
+  const uptimeMs = u32(b, 4);
+  const unixS = u32(b, 8);
+  const unixNs = u32(b, 12);
+  p.sequence = u32(b, 16);
+  const domain = (b[20]! << 8) | b[21]!;
+  // Top two bits: sampling mode; the low 14: 1 in N packets.
+  const interval = u16(b, 22) & 0x3fff;
+  const samplingRate = interval > 0 ? interval : 1;
+  p.recordsInDatagram = count;
+
+  if (count === 0 || count > MAX_COUNT) {
+    p.errors.add('bad-field-count', `header counts ${count} records; NetFlow v5 carries 1 to 30`);
+  }
+  const expected = HEADER + count * RECORD;
+  if (b.length < expected) {
+    p.errors.add('truncated', `${count} records need ${expected} bytes, the datagram has ${b.length}`);
+  } else if (b.length > expected) {
+    p.errors.add('bad-length', `${count} records need ${expected} bytes, the datagram has ${b.length}; the rest is ignored`);
+  }
+  const n = Math.min(count, MAX_COUNT, Math.floor((b.length - HEADER) / RECORD));
+  // First and Last are router uptimes (ms): the export time less how long before the header they were.
+  const exportMs = unixS * 1000 + Math.floor(unixNs / 1e6);
+  for (let i = 0; i < n; i++) {
+    const o = HEADER + i * RECORD;
+    const protocol = b[o + 38]!;
+    p.records.push({
+      exporter: ctx.exporter,
+      domain,
+      srcAddr: ipv4(b, o),
+      dstAddr: ipv4(b, o + 4),
+      srcPort: u16(b, o + 32),
+      dstPort: u16(b, o + 34),
+      protocol,
+      packets: scaled(u32(b, o + 16), samplingRate),
+      bytes: scaled(u32(b, o + 20), samplingRate),
+      firstMs: exportMs - uptimeAgoMs(uptimeMs, u32(b, o + 24)),
+      lastMs: exportMs - uptimeAgoMs(uptimeMs, u32(b, o + 28)),
+      tcpFlags: protocol === 6 ? b[o + 37]! : 0,
+      samplingRate,
+    });
+  }
+  return finish(p);
+}

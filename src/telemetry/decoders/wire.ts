@@ -1,0 +1,135 @@
+// Byte-level helpers every decoder shares. Callers check bounds before reading: these never do,
+// so a read past the end is a bug in the caller, which the fuzz tests exist to find.
+
+import type { DecodeError, DecodeErrorKind, DecodeResult, FlowRecord, InterfaceCounters } from '../flow.js';
+
+export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+export function u8(b: Uint8Array, o: number): number {
+  return b[o]!;
+}
+
+export function u16(b: Uint8Array, o: number): number {
+  return (b[o]! << 8) | b[o + 1]!;
+}
+
+export function u32(b: Uint8Array, o: number): number {
+  return b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
+}
+
+/**
+ * An unsigned big-endian integer of 1 to 8 bytes (IPFIX reduced-size encoding, RFC 7011 §6.2).
+ * Values above 2^53 - 1 clamp to it: no counter that large is real, and a Number must stay exact.
+ */
+export function readUint(b: Uint8Array, o: number, len: number): number {
+  let v = 0;
+  for (let i = 0; i < len; i++) v = v * 256 + b[o + i]!;
+  return v > MAX_SAFE ? MAX_SAFE : v;
+}
+
+// Decimal text of every byte: formatting addresses is the hottest work in decoding.
+const DECIMAL: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
+
+export function ipv4(b: Uint8Array, o: number): string {
+  return DECIMAL[b[o]!]! + '.' + DECIMAL[b[o + 1]!]! + '.' + DECIMAL[b[o + 2]!]! + '.' + DECIMAL[b[o + 3]!]!;
+}
+
+/** RFC 5952 text: lower-case hex, no leading zeros, the longest run of two or more zero groups as "::". */
+export function ipv6(b: Uint8Array, o: number): string {
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((b[o + 2 * i]! << 8) | b[o + 2 * i + 1]!);
+  // IPv4-mapped addresses keep their dotted tail (RFC 5952 §5), as inet_ntop prints them.
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return `::ffff:${ipv4(b, o + 12)}`;
+  }
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
+  if (bestStart < 0) return hex(g);
+  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+}
+
+/** Scales a counter by a sampling rate, staying a safe integer. */
+export function scaled(count: number, rate: number): number {
+  const v = count * rate;
+  return v > MAX_SAFE ? MAX_SAFE : Math.round(v);
+}
+
+/** Errors for one datagram, capped so a datagram of a thousand bad sets cannot make a thousand errors. */
+export class ErrorList {
+  static readonly MAX = 16;
+  readonly items: DecodeError[] = [];
+
+  add(kind: DecodeErrorKind, detail: string): void {
+    if (this.items.length < ErrorList.MAX) this.items.push({ kind, detail });
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+}
+
+export interface ResultParts {
+  records: FlowRecord[];
+  errors: ErrorList;
+  sequence: number | null;
+  sequenceUnit: 'datagram' | 'record' | null;
+  recordsInDatagram: number;
+  templatesLearned: number;
+  counters: InterfaceCounters[];
+}
+
+export function emptyParts(sequenceUnit: 'datagram' | 'record'): ResultParts {
+  return {
+    records: [],
+    errors: new ErrorList(),
+    sequence: null,
+    sequenceUnit,
+    recordsInDatagram: 0,
+    templatesLearned: 0,
+    counters: [],
+  };
+}
+
+export function finish(p: ResultParts): DecodeResult {
+  return {
+    records: p.records,
+    errors: p.errors.items,
+    // Without a readable header there is no sequence to account loss with.
+    sequence: p.sequence,
+    sequenceUnit: p.sequence === null ? null : p.sequenceUnit,
+    recordsInDatagram: p.recordsInDatagram,
+    templatesLearned: p.templatesLearned,
+    counters: p.counters,
+  };
+}
+
+/** The last line of defence: a decoder bug becomes a DecodeError, never an exception in the collector. */
+export function guarded(decode: () => DecodeResult, format: string): DecodeResult {
+  try {
+    return decode();
+  } catch (e) {
+    return {
+      records: [],
+      errors: [{ kind: 'unsupported', detail: `${format} decoder failed: ${e instanceof Error ? e.message : String(e)}` }],
+      sequence: null,
+      sequenceUnit: null,
+      recordsInDatagram: 0,
+      templatesLearned: 0,
+      counters: [],
+    };
+  }
+}

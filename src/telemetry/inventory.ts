@@ -1,0 +1,98 @@
+import { InputError } from '../core/errors.js';
+import type { VmId } from '../core/ids.js';
+import { arr, obj, onlyKeys, str } from '../core/validate.js';
+
+/** Which VM an address belongs to. */
+export interface Inventory {
+  vmOfIp(ip: string): VmId | undefined;
+  vmOfMac(mac: string): VmId | undefined;
+  readonly size: number;
+}
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** Normalises an IPv6 text to the compressed lower-case form the decoders print, or returns null. */
+export function normaliseIp(ip: string): string | null {
+  if (IPV4.test(ip)) return ip;
+  if (!ip.includes(':') || !/^[0-9a-fA-F:.]+$/.test(ip)) return null;
+  const halves = ip.toLowerCase().split('::');
+  if (halves.length > 2) return null;
+  const parse = (s: string): number[] | null => {
+    if (s === '') return [];
+    const parts = s.split(':');
+    const out: number[] = [];
+    for (const p of parts) {
+      if (!/^[0-9a-f]{1,4}$/.test(p)) return null;
+      out.push(parseInt(p, 16));
+    }
+    return out;
+  };
+  const head = parse(halves[0]!);
+  const tail = halves.length === 2 ? parse(halves[1]!) : [];
+  if (head === null || tail === null) return null;
+  const fill = 8 - head.length - tail.length;
+  if ((halves.length === 1 && fill !== 0) || (halves.length === 2 && fill < 1)) return null;
+  const groups = [...head, ...Array<number>(halves.length === 2 ? fill : 0).fill(0), ...tail];
+  return ipv6Text(groups);
+}
+
+/** RFC 5952 text for eight 16-bit groups: longest run (≥ 2) of zero groups compressed, lower case. */
+export function ipv6Text(groups: readonly number[]): string {
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart === -1) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+export function createInventory(entries: readonly { vm: VmId; ips?: readonly string[]; macs?: readonly string[] }[]): Inventory {
+  const byIp = new Map<string, VmId>();
+  const byMac = new Map<string, VmId>();
+  for (const e of entries) {
+    for (const ip of e.ips ?? []) byIp.set(normaliseIp(ip) ?? ip, e.vm);
+    for (const mac of e.macs ?? []) byMac.set(mac.toLowerCase(), e.vm);
+  }
+  return { vmOfIp: (ip) => byIp.get(ip), vmOfMac: (mac) => byMac.get(mac), size: entries.length };
+}
+
+/** Reads an inventory file: `{"vms": [{"id": "vm-1", "ips": ["10.0.0.5"], "macs": ["52:54:00:12:34:56"]}]}`. */
+export function parseInventory(raw: unknown): Inventory {
+  const o = obj(raw, 'inventory');
+  onlyKeys(o, 'inventory', ['vms']);
+  const seenIp = new Map<string, string>();
+  const entries = arr(o.vms, 'inventory.vms').map((r, i) => {
+    const p = `inventory.vms[${i}]`;
+    const v = obj(r, p);
+    onlyKeys(v, p, ['id', 'ips', 'macs']);
+    const id = str(v, 'id', p);
+    const ips = (v.ips === undefined ? [] : arr(v.ips, `${p}.ips`)).map((ip, j) => {
+      const n = typeof ip === 'string' ? normaliseIp(ip) : null;
+      if (n === null) throw new InputError(`${p}.ips[${j}]`, ip, 'must be an IPv4 or IPv6 address');
+      const other = seenIp.get(n);
+      if (other !== undefined && other !== id) throw new InputError(`${p}.ips[${j}]`, ip, `is already the address of ${other}`);
+      seenIp.set(n, id);
+      return n;
+    });
+    const macs = (v.macs === undefined ? [] : arr(v.macs, `${p}.macs`)).map((m, j) => {
+      if (typeof m !== 'string' || !MAC.test(m.toLowerCase())) throw new InputError(`${p}.macs[${j}]`, m, 'must be a MAC address such as 52:54:00:12:34:56');
+      return m.toLowerCase();
+    });
+    if (ips.length === 0 && macs.length === 0) throw new InputError(p, id, 'needs at least one IP or MAC address');
+    return { vm: id as VmId, ips, macs };
+  });
+  return createInventory(entries);
+}

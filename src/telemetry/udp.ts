@@ -1,0 +1,49 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { InputError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import type { CollectorCore } from './collector.js';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Parses "HOST:PORT" or "[V6]:PORT". */
+export function parseListen(s: string, field = '--listen'): ListenAddress {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  if (m === null) throw new InputError(field, s, 'must be HOST:PORT, e.g. 127.0.0.1:4739 or [::1]:4739');
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InputError(field, s, 'port must be 0–65535');
+  return { host: m[1]!, port };
+}
+
+export interface UdpCollector {
+  readonly address: ListenAddress;
+  close(): Promise<void>;
+}
+
+/** Puts a CollectorCore on a UDP socket; ticks it every tickMs so windows close on time. */
+export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: { tickMs?: number; recvBufferBytes?: number } = {}): Promise<UdpCollector> {
+  const sock: Socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: opts.recvBufferBytes ?? 32 * 1024 * 1024 });
+  sock.on('message', (msg, rinfo) => {
+    const exporter = rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}`;
+    core.ingest(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), exporter, clock.nowMs());
+  });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(at.port, at.host, () => {
+      sock.off('error', reject);
+      resolve();
+    });
+  });
+  const timer = setInterval(() => core.tick(clock.nowMs()), opts.tickMs ?? 1000);
+  timer.unref();
+  const a = sock.address();
+  return {
+    address: { host: a.address, port: a.port },
+    close: () => new Promise<void>((resolve) => {
+      clearInterval(timer);
+      sock.close(() => resolve());
+    }),
+  };
+}

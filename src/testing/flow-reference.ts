@@ -1,0 +1,154 @@
+// Real exporters and the reference decoder, for tests and benchmarks: nfcapd collecting, nfdump printing.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FlowRecord } from '../telemetry/flow.js';
+
+/** The fields both decoders must agree on, as one comparable string. */
+export function flowKey(r: Pick<FlowRecord, 'srcAddr' | 'dstAddr' | 'srcPort' | 'dstPort' | 'protocol' | 'bytes' | 'packets' | 'firstMs' | 'lastMs'>): string {
+  return `${r.srcAddr} ${r.srcPort} > ${r.dstAddr} ${r.dstPort} p${r.protocol} ${r.bytes}B ${r.packets}pk ${r.firstMs}..${r.lastMs}`;
+}
+
+export interface Nfcapd {
+  readonly port: number;
+  /** Stops nfcapd (it writes its file on exit) and returns what nfdump prints, as FlowRecord fields. */
+  stop(): Promise<NfdumpRecord[]>;
+}
+
+export interface NfdumpRecord {
+  srcAddr: string; dstAddr: string; srcPort: number; dstPort: number; protocol: number;
+  bytes: number; packets: number; firstMs: number; lastMs: number; receivedMs: number;
+}
+
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Starts nfcapd on a free loopback port, writing to a temporary folder. */
+export async function startNfcapd(): Promise<Nfcapd> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmshadow-nfcapd-'));
+  const port = await freeUdpPort();
+  const child: ChildProcess = spawn('nfcapd', ['-w', dir, '-p', String(port), '-b', '127.0.0.1', '-t', '3600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
+  // nfcapd says where it writes once it has set up its socket; give it a moment beyond that.
+  for (let i = 0; i < 100 && !/flowdir|Startup|Listen/i.test(log) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 200));
+  if (child.exitCode !== null) throw new Error(`nfcapd exited ${child.exitCode} at start: ${log.trim()}`);
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          child.once('exit', () => resolve());
+          child.kill('SIGTERM');
+        });
+      }
+      const out = spawnSync('nfdump', ['-R', dir, '-o', 'json'], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' }, maxBuffer: 1 << 30 });
+      rmSync(dir, { recursive: true, force: true });
+      if (out.status !== 0) throw new Error(`nfdump failed: ${out.stderr}`);
+      return parseNfdumpJson(out.stdout);
+    },
+  };
+}
+
+const utcMs = (s: string): number => Date.parse(`${s}Z`);
+
+export function parseNfdumpJson(text: string): NfdumpRecord[] {
+  if (text.trim() === '') return [];
+  const rows = JSON.parse(text) as Record<string, unknown>[];
+  return rows.filter((r) => r.type === 'FLOW').map((r) => ({
+    srcAddr: String(r.src4_addr ?? r.src6_addr),
+    dstAddr: String(r.dst4_addr ?? r.dst6_addr),
+    srcPort: Number(r.src_port ?? 0),
+    // ICMP carries type and code where ports would be (type << 8 | code); nfdump prints them apart.
+    dstPort: r.icmp_type !== undefined ? Number(r.icmp_type) * 256 + Number(r.icmp_code ?? 0) : Number(r.dst_port ?? 0),
+    protocol: Number(r.proto),
+    bytes: Number(r.in_bytes ?? r.out_bytes ?? 0),
+    packets: Number(r.in_packets ?? r.out_packets ?? 0),
+    firstMs: utcMs(String(r.first)),
+    lastMs: utcMs(String(r.last)),
+    receivedMs: utcMs(String(r.received)),
+  }));
+}
+
+/** A loopback relay: every datagram it receives goes to `onDatagram` and, unchanged, on to `forwardPort`. */
+export async function startRelay(onDatagram: (d: Uint8Array, exporter: string) => void, forwardPort: number | null): Promise<{ port: number; datagrams(): number; close(): Promise<void> }> {
+  const s = createSocket({ type: 'udp4', recvBufferSize: 16 * 1024 * 1024 });
+  let n = 0;
+  s.on('message', (msg, rinfo) => {
+    n++;
+    onDatagram(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), `${rinfo.address}:${rinfo.port}`);
+    if (forwardPort !== null) s.send(msg, forwardPort, '127.0.0.1');
+  });
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return {
+    port: s.address().port,
+    datagrams: () => n,
+    close: () => new Promise<void>((r) => s.close(() => r())),
+  };
+}
+
+/** Runs softflowd over a capture, exporting to 127.0.0.1:port; resolves when it has read it all. */
+export function runSoftflowd(pcap: string, port: number, version: 5 | 9 | 10): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmshadow-sf-'));
+  // Never -c with -r: softflowd then hangs.
+  const args = ['-r', pcap, '-n', `127.0.0.1:${port}`, '-v', String(version), '-a', '-d', '-p', join(dir, 'pid')];
+  if (version === 10) args.push('-A', 'milli');
+  return runToEnd('softflowd', args, 60_000).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+/** Runs pmacctd over a capture with the nfprobe (IPFIX/NetFlow) or sfprobe (sFlow) plugin. */
+export function runPmacctd(pcap: string, port: number, plugin: 'nfprobe' | 'sfprobe'): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmshadow-pm-'));
+  const conf = join(dir, 'pmacctd.conf');
+  const lines = [
+    'daemonize: false',
+    `pcap_savefile: ${pcap}`,
+    `plugins: ${plugin}`,
+    'aggregate: src_host, dst_host, src_port, dst_port, proto, tcpflags',
+    plugin === 'nfprobe' ? `nfprobe_receiver: 127.0.0.1:${port}` : `sfprobe_receiver: 127.0.0.1:${port}`,
+    ...(plugin === 'nfprobe' ? ['nfprobe_version: 10', 'nfprobe_timeouts: tcp=1:tcp.rst=1:tcp.fin=1:udp=1:icmp=1:general=1:maxlife=1:expint=1'] : ['sampling_rate: 1']),
+  ];
+  writeFileSync(conf, lines.join('\n') + '\n');
+  return runToEnd('pmacctd', ['-f', conf], 60_000).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+function runToEnd(bin: string, args: string[], timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${bin} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      // pmacctd at the end of a capture sometimes reports its plugin gone (exit 1) after a clean shutdown.
+      if (code === 0 || (bin === 'pmacctd' && /no more plugins active\. Shutting down\./.test(err))) resolve();
+      else reject(new Error(`${bin} exited ${code}: ${err.slice(-500)}`));
+    });
+  });
+}
+
+/** Waits until no datagram has arrived for quietMs. */
+export async function quiet(count: () => number, quietMs = 200): Promise<void> {
+  let seen = -1;
+  while (seen !== count()) {
+    seen = count();
+    await new Promise((r) => setTimeout(r, quietMs));
+  }
+}
+
