@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the code and its tests use. None yet beyond Node itself; later components add theirs here.
-APT_PACKAGES=()
+# Debian packages the code and its tests use: real flow exporters and the reference collectors.
+APT_PACKAGES=(softflowd pmacct nfdump)
 
 apt_install() {
   [ "$#" -gt 0 ] || return 0

@@ -17,6 +17,7 @@ import { fmtBytes, fmtNum, table } from './format.js';
 import { simulationReport } from './report.js';
 import { progressBar } from './progress.js';
 import { runDemo } from './demo.js';
+import { evaluateCaptures, fingerprintCapture, formatEvaluation, runCollect } from './telemetry.js';
 
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 
@@ -25,12 +26,18 @@ Usage:
   vmshadow scenario generate --sites N --vms M --seed S [--users U] [--duration-s D] [--out FILE]
   vmshadow plan --scenario FILE [--planner greedy|ilp] [--json]
   vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
-  vmshadow bench placement [--quick] [--json]
+  vmshadow bench placement|telemetry [--quick] [--json]
+  vmshadow fingerprint --pcap FILE --vm IP [--json]       verdict from flow records (softflowd → our collector)
+  vmshadow fingerprint --evaluate [--traffic-dir DIR]     accuracy on the labelled captures
+  vmshadow collect --listen ADDR:PORT [--inventory FILE] [--window-s N] [--duration-s N] [--json]
 
 Errors in input exit with code 2 and name the field; other failures exit 1.
 `;
 
 const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../../data/', import.meta.url));
+/** The labelled captures live in ../shared beside the checkout; their labels are kept with the fixtures. */
+const DEFAULT_TRAFFIC_DIR = fileURLToPath(new URL('../../../../shared/data/traffic/pcap/', import.meta.url));
+const LABELS_FILE = fileURLToPath(new URL('../../../src/fingerprint/fixtures/labels.json', import.meta.url));
 
 interface Io {
   out: (s: string) => void;
@@ -225,8 +232,13 @@ function cmdScenario(argv: string[], io: Io): void {
 
 async function cmdBench(argv: string[], io: Io): Promise<void> {
   const [what, ...rest] = argv;
-  if (what !== 'placement') throw new InputError('bench', what, 'known benchmarks: placement');
+  if (what !== 'placement' && what !== 'telemetry') throw new InputError('bench', what, 'known benchmarks: placement, telemetry');
   const v = args(rest, { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } });
+  if (what === 'telemetry') {
+    const { runTelemetryBench } = await import('../../bench/telemetry.js');
+    await runTelemetryBench({ quick: v.quick === true, json: v.json === true, out: io.out });
+    return;
+  }
   const { runPlacementBench } = await import('../../bench/placement.js');
   await runPlacementBench({
     quick: v.quick === true, json: v.json === true,
@@ -244,6 +256,39 @@ function cmdDemo(argv: string[], io: Io): void {
   });
 }
 
+async function cmdFingerprint(argv: string[], io: Io): Promise<void> {
+  const v = args(argv, {
+    pcap: { type: 'string' }, vm: { type: 'string' }, json: { type: 'boolean', default: false },
+    evaluate: { type: 'boolean', default: false }, 'traffic-dir': { type: 'string' },
+  });
+  if (v.evaluate === true) {
+    const dir = typeof v['traffic-dir'] === 'string' ? v['traffic-dir'] : DEFAULT_TRAFFIC_DIR;
+    const e = await evaluateCaptures(dir, LABELS_FILE);
+    io.out(v.json === true ? JSON.stringify({ heldOut: e.heldOut, tune: e.tune, all: e.all, rows: e.rows }) + '\n' : formatEvaluation(e) + '\n');
+    return;
+  }
+  if (typeof v.pcap !== 'string') throw new InputError('--pcap', v.pcap, 'is required: a packet capture');
+  if (typeof v.vm !== 'string') throw new InputError('--vm', v.vm, 'is required: the VM\'s IP address');
+  const r = await fingerprintCapture(v.pcap, v.vm);
+  io.out(v.json === true ? JSON.stringify(r) + '\n'
+    : `${r.vm}: ${r.sensitive ? 'location-sensitive' : 'not location-sensitive'} (score ${r.score.toFixed(2)}), ${r.activity}\n${r.reasons.map((x) => `  - ${x}`).join('\n')}\n`);
+}
+
+async function cmdCollect(argv: string[], io: Io): Promise<void> {
+  const v = args(argv, {
+    listen: { type: 'string' }, inventory: { type: 'string' }, 'window-s': { type: 'string' },
+    'duration-s': { type: 'string' }, json: { type: 'boolean', default: false },
+  });
+  if (typeof v.listen !== 'string') throw new InputError('--listen', v.listen, 'is required: HOST:PORT to receive IPFIX, NetFlow or sFlow on');
+  const windowS = intFlag(v['window-s'], '--window-s', 60);
+  if (windowS < 1 || windowS > 3600) throw new InputError('--window-s', windowS, 'must be 1–3600 seconds');
+  await runCollect({
+    listen: v.listen, windowS, json: v.json === true, io,
+    ...(typeof v.inventory === 'string' ? { inventoryFile: v.inventory } : {}),
+    ...(v['duration-s'] !== undefined ? { durationS: intFlag(v['duration-s'], '--duration-s') } : {}),
+  });
+}
+
 export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -253,6 +298,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'scenario': cmdScenario(rest, io); break;
       case 'bench': await cmdBench(rest, io); break;
       case 'demo': cmdDemo(rest, io); break;
+      case 'fingerprint': await cmdFingerprint(rest, io); break;
+      case 'collect': await cmdCollect(rest, io); break;
       case undefined: case 'help': case '--help': case '-h':
         io.out(USAGE);
         return cmd === undefined ? 2 : 0;

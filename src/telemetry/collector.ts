@@ -205,9 +205,12 @@ export class CollectorCore {
     const a = this.o.inventory.vmOfIp(r.srcAddr);
     const b = this.o.inventory.vmOfIp(r.dstAddr);
     if (a === undefined && b === undefined) {
-      this.stats.unattributed++;
-      for (const addr of [r.srcAddr, r.dstAddr]) {
-        if (this.unknownAddrs.has(addr) || this.unknownAddrs.size < 1000) this.unknownAddrs.set(addr, (this.unknownAddrs.get(addr) ?? 0) + 1);
+      // Counted every time; the busiest unknown sources are sampled (1 in 16) into a bounded table.
+      if ((this.stats.unattributed++ & 15) === 0) {
+        const addr = r.srcAddr;
+        const n = this.unknownAddrs.get(addr);
+        if (n !== undefined) this.unknownAddrs.set(addr, n + 16);
+        else if (this.unknownAddrs.size < 1000) this.unknownAddrs.set(addr, 16);
       }
       return;
     }

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../core/logger.js';
 import { flowKey, quiet, runPmacctd, runSoftflowd, startNfcapd, startRelay } from '../testing/flow-reference.js';
@@ -12,8 +13,8 @@ import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS } from './collector.js';
 import type { FlowRecord } from './flow.js';
 import { createInventory } from './inventory.js';
 
-const PCAPS = '/work/shared/data/traffic/pcap';
-const pcapDir = process.env.VMSHADOW_TRAFFIC_DIR ?? PCAPS;
+// ../shared beside the checkout (dist/src/telemetry → the repository's parent).
+const pcapDir = fileURLToPath(new URL('../../../../shared/data/traffic/pcap/', import.meta.url));
 const captures = ['vnc.pcap', 'zoom.pcap', 'bittorrent.pcap', 'webex.pcap', 'nintendo.pcap', 'quickplay.pcap'];
 
 function collector(records: FlowRecord[]): CollectorCore {

@@ -13,6 +13,9 @@ export function flowKey(r: Pick<FlowRecord, 'srcAddr' | 'dstAddr' | 'srcPort' | 
 
 export interface Nfcapd {
   readonly port: number;
+  readonly pid: number;
+  /** Stops nfcapd and returns how many flow records nfdump counts (cheap for millions of records). */
+  stopAndCount(): Promise<number>;
   /** Stops nfcapd (it writes its file on exit) and returns what nfdump prints, as FlowRecord fields. */
   stop(): Promise<NfdumpRecord[]>;
 }
@@ -42,8 +45,25 @@ export async function startNfcapd(): Promise<Nfcapd> {
   for (let i = 0; i < 100 && !/flowdir|Startup|Listen/i.test(log) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 200));
   if (child.exitCode !== null) throw new Error(`nfcapd exited ${child.exitCode} at start: ${log.trim()}`);
+  const halt = async (): Promise<void> => {
+    if (child.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+    }
+  };
   return {
     port,
+    pid: child.pid!,
+    stopAndCount: async () => {
+      await halt();
+      const out = spawnSync('nfdump', ['-R', dir, '-I'], { encoding: 'utf8' });
+      rmSync(dir, { recursive: true, force: true });
+      const m = /^Flows:\s*(\d+)/m.exec(out.stdout);
+      if (m === null) throw new Error(`nfdump -I printed no flow count: ${out.stdout}${out.stderr}`);
+      return Number(m[1]);
+    },
     stop: async () => {
       if (child.exitCode === null) {
         await new Promise<void>((resolve) => {
