@@ -99,7 +99,7 @@ export async function runPlacementBench(o: BenchOptions): Promise<void> {
       // planning process's peak is its own.
       const gen = spawnSync(process.execPath, ['--max-old-space-size=4096', self, '--generate', String(sites), String(vms), o.dataDir, file], { encoding: 'utf8' });
       const r = gen.status === 0
-        ? spawnSync(process.execPath, ['--max-old-space-size=1024', self, '--plan', file], { encoding: 'utf8', maxBuffer: 1 << 24 })
+        ? spawnSync(process.execPath, ['--max-old-space-size=1024', '--expose-gc', self, '--plan', file], { encoding: 'utf8', maxBuffer: 1 << 24 })
         : gen;
       if (r.status !== 0) {
         line(`${name}: FAILED (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
@@ -144,12 +144,13 @@ function generateTo(sites: number, vms: number, dataDir: string, file: string): 
 }
 
 function planFrom(file: string): void {
-  const sc = parseScenario(JSON.parse(readFileSync(file, 'utf8')));
-  const snap = createSnapshot({ ...sc.cloudInput, atMs: 0 });
+  // Keep only the validated snapshot: the file's text and raw JSON are garbage before planning starts.
+  const { cloud: snap, params } = parseScenario(JSON.parse(readFileSync(file, 'utf8')));
+  (globalThis as { gc?: () => void }).gc?.();
   const baseRss = process.resourceUsage().maxRSS / 1024;
   // Budgets that grow with the cloud, as an operator of a large one would set them.
   const vms = snap.vms.length;
-  const p: PlanParams = { ...sc.params, maxMovesPerRound: Math.max(20, Math.round(vms / 100)), maxMovesPerLink: 8 };
+  const p: PlanParams = { ...params, maxMovesPerRound: Math.max(20, Math.round(vms / 100)), maxMovesPerLink: 8 };
   // One warm-up (JIT), then the median of three timed runs of each, interleaved.
   planMoves(snap, p);
   planNearest(snap, p);

@@ -1,3 +1,4 @@
+import { BinaryHeap } from '../core/heap.js';
 import type { VmId } from '../core/ids.js';
 import type { Snapshot } from '../core/model.js';
 import { buildProblem, type Candidate, type Problem } from './candidates.js';
@@ -100,49 +101,7 @@ interface Entry {
   readonly roomy: boolean;
 }
 
-/** A max-heap of candidate entries; ties go to the lower VM index, then the earlier candidate. */
-class Heap {
-  private readonly a: Entry[] = [];
-
-  get size(): number {
-    return this.a.length;
-  }
-
-  push(e: Entry): void {
-    const a = this.a;
-    a.push(e);
-    let i = a.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(a[i]!, a[parent]!)) break;
-      [a[i], a[parent]] = [a[parent]!, a[i]!];
-      i = parent;
-    }
-  }
-
-  pop(): Entry | undefined {
-    const a = this.a;
-    if (a.length === 0) return undefined;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && before(a[l]!, a[m]!)) m = l;
-        if (r < a.length && before(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
+/** Candidate entries come out best first; ties go to the lower VM index, then the earlier candidate. */
 function before(x: Entry, y: Entry): boolean {
   return x.key > y.key || (x.key === y.key && (x.vm < y.vm || (x.vm === y.vm && (x.pos < y.pos || (x.pos === y.pos && !x.roomy && y.roomy)))));
 }
@@ -241,7 +200,7 @@ export function run(p: Problem, mode: Mode, forced: readonly Candidate[] = [], d
   const lists: (readonly Candidate[])[] = [];
   const failed = new Map<number, Rejection['reason']>();
   const parked: { vm: number; pos: number }[][] = p.snapshot.sites.map(() => []);
-  const heap = new Heap();
+  const heap = new BinaryHeap<Entry>(before);
   // A deferred VM evicts others only after the moves that might free room for it without evictions.
   const roomyKey = (vm: number, c: Candidate, net: number): number =>
     score(order, c, net) * (defer.has(vm) ? 0.25 : 1) - (patient ? PATIENCE : 0);

@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js';
+import { BinaryHeap } from '../core/heap.js';
 import type { SiteId, VmId } from '../core/ids.js';
 import { linkIdOf } from '../core/ids.js';
 import { createSnapshot, type Snapshot } from '../core/model.js';
@@ -85,56 +86,25 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const EPS = 1e-6;
 
-/** A min-heap of timed events; ties keep insertion order so runs are deterministic. */
+/** Timed events, earliest first; ties keep insertion order so runs are deterministic. */
 class Agenda<T> {
-  private readonly items: { t: number; seq: number; v: T }[] = [];
+  private readonly heap = new BinaryHeap<{ t: number; seq: number; v: T }>((x, y) => x.t < y.t || (x.t === y.t && x.seq < y.seq));
   private seq = 0;
 
   get size(): number {
-    return this.items.length;
+    return this.heap.size;
   }
 
   peekTime(): number {
-    return this.items[0]?.t ?? Infinity;
+    return this.heap.peek()?.t ?? Infinity;
   }
 
   push(t: number, v: T): void {
-    const it = { t, seq: this.seq++, v };
-    const a = this.items;
-    a.push(it);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.less(a[i]!, a[p]!)) break;
-      [a[i], a[p]] = [a[p]!, a[i]!];
-      i = p;
-    }
+    this.heap.push({ t, seq: this.seq++, v });
   }
 
   pop(): T | undefined {
-    const a = this.items;
-    if (a.length === 0) return undefined;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
-        if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
-    }
-    return top.v;
-  }
-
-  private less(x: { t: number; seq: number }, y: { t: number; seq: number }): boolean {
-    return x.t < y.t || (x.t === y.t && x.seq < y.seq);
+    return this.heap.pop()?.v;
   }
 }
 

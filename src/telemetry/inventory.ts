@@ -1,6 +1,7 @@
 import { InputError } from '../core/errors.js';
 import type { VmId } from '../core/ids.js';
 import { arr, obj, onlyKeys, str } from '../core/validate.js';
+import { ipv6 } from './decoders/wire.js';
 
 /** Which VM an address belongs to. */
 export interface Inventory {
@@ -34,29 +35,13 @@ export function normaliseIp(ip: string): string | null {
   const fill = 8 - head.length - tail.length;
   if ((halves.length === 1 && fill !== 0) || (halves.length === 2 && fill < 1)) return null;
   const groups = [...head, ...Array<number>(halves.length === 2 ? fill : 0).fill(0), ...tail];
-  return ipv6Text(groups);
-}
-
-/** RFC 5952 text for eight 16-bit groups: longest run (≥ 2) of zero groups compressed, lower case. */
-export function ipv6Text(groups: readonly number[]): string {
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  // Printed by the decoders' own formatter, so an inventory address and a decoded one compare equal.
+  const bytes = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    bytes[2 * i] = g >> 8;
+    bytes[2 * i + 1] = g & 0xff;
+  });
+  return ipv6(bytes, 0);
 }
 
 export function createInventory(entries: readonly { vm: VmId; ips?: readonly string[]; macs?: readonly string[] }[]): Inventory {
