@@ -80,7 +80,8 @@ async function oursReceive(datagrams: readonly Uint8Array[], times: number): Pro
   const child = spawn(process.execPath, [self, '--receive'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  const port = await new Promise<number>((resolve) => {
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`receiver exited ${code} before listening`)));
     const onData = (): void => {
       const m = /^port (\d+)$/m.exec(out);
       if (m) {
@@ -90,22 +91,27 @@ async function oursReceive(datagrams: readonly Uint8Array[], times: number): Pro
     };
     child.stdout.on('data', onData);
   });
-  const cpu0 = cpuSecondsOf(child.pid!);
   await blast(datagrams, port, times);
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   if (code !== 0) throw new Error(`receiver exited ${code}`);
   const m = /^result (.*)$/m.exec(out);
-  const r = JSON.parse(m![1]!) as { records: number; cpuS: number };
-  void cpu0;
+  if (m === null) throw new Error(`receiver printed no result: ${out}`);
+  const r = JSON.parse(m[1]!) as { records: number; cpuS: number };
   return { ...r, recordsPerCpuS: r.records / r.cpuS };
 }
 
 async function nfcapdReceive(datagrams: readonly Uint8Array[], times: number): Promise<Rate> {
   const nf = await startNfcapd();
-  const cpu0 = cpuSecondsOf(nf.pid);
-  await blast(datagrams, nf.port, times);
-  await new Promise((r) => setTimeout(r, 1000));
-  const cpuS = Math.max(0.01, cpuSecondsOf(nf.pid) - cpu0);
+  let cpuS = 0;
+  try {
+    const cpu0 = cpuSecondsOf(nf.pid);
+    await blast(datagrams, nf.port, times);
+    await new Promise((r) => setTimeout(r, 1000));
+    cpuS = Math.max(0.01, cpuSecondsOf(nf.pid) - cpu0);
+  } finally {
+    // stopAndCount below stops it; on an error above, stop it here so nothing is left running.
+    if (cpuS === 0) await nf.stop().catch(() => undefined);
+  }
   const records = await nf.stopAndCount();
   return { records, cpuS, recordsPerCpuS: records / cpuS };
 }
@@ -117,7 +123,8 @@ async function receiver(): Promise<void> {
   const cpu0 = process.cpuUsage();
   process.stdout.write(`port ${udp.address.port}\n`);
   let seen = -1;
-  while (core.stats.datagrams === 0 || seen !== core.stats.datagrams) {
+  const giveUp = Date.now() + 60_000; // a sender that never sends does not hang the bench
+  while ((core.stats.datagrams === 0 && Date.now() < giveUp) || (core.stats.datagrams > 0 && seen !== core.stats.datagrams)) {
     seen = core.stats.datagrams;
     await new Promise((r) => setTimeout(r, 1000));
   }

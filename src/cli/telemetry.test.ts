@@ -84,5 +84,9 @@ describe('vmshadow collect', () => {
     const b = run('collect', '--listen', 'nowhere');
     assert.equal(b.code, 2);
     assert.match(b.err, /--listen/);
+    // An address this machine does not have: bind fails, named, exit 2.
+    const c = run('collect', '--listen', '192.0.2.1:4739', '--duration-s', '1');
+    assert.equal(c.code, 2, c.err);
+    assert.match(c.err, /--listen: cannot be bound/);
   });
 });

@@ -85,7 +85,13 @@ export async function runCollect(opts: {
   const core = new CollectorCore({
     ...DEFAULT_COLLECTOR_OPTIONS, windowMs: opts.windowS * 1000, graceMs: opts.windowS * 1000, inventory, onWindow, log,
   });
-  const udp = await listenUdp(core, at, systemClock);
+  let failures = 0;
+  const udp = await listenUdp(core, at, systemClock, {
+    onError: (e) => {
+      failures++;
+      log.error('collector error; collection goes on', { error: (e as Error).message ?? String(e), failures });
+    },
+  });
   io.err.write(`collecting on ${udp.address.host}:${udp.address.port} (${inventory.size} VMs in the inventory, ${opts.windowS} s windows); Ctrl-C stops\n`);
   if (inventory.size === 0) io.err.write('no --inventory: records are counted but attributed to no VM\n');
   await new Promise<void>((resolve) => {

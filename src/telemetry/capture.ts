@@ -29,8 +29,9 @@ export async function flowsFromCapture(pcap: string, opts: { softflowd?: string;
     log: opts.log ?? silentLogger,
   });
   const udp = await listenUdp(core, { host: '127.0.0.1', port: 0 }, systemClock);
-  const dir = mkdtempSync(join(tmpdir(), 'vmshadow-softflowd-'));
+  let dir: string | null = null;
   try {
+    dir = mkdtempSync(join(tmpdir(), 'vmshadow-softflowd-'));
     // -c must not follow -r (softflowd then hangs): no control socket at all when reading a capture.
     const args = ['-r', pcap, '-n', `127.0.0.1:${udp.address.port}`, '-v', '10', '-A', 'milli', '-a', '-6', '-d', '-p', join(dir, 'softflowd.pid')];
     const bin = opts.softflowd ?? 'softflowd';
@@ -60,9 +61,12 @@ export async function flowsFromCapture(pcap: string, opts: { softflowd?: string;
       await new Promise((r) => setTimeout(r, 150));
     }
     core.tick(Date.now(), true);
+    if (core.stats.lostRecords > 0 || core.stats.lostDatagrams > 0) {
+      throw new AppError('EXPORT_LOST', `softflowd's export of ${pcap} lost ${core.stats.lostRecords} records on loopback; the verdict would rest on part of the capture`, { retryable: true });
+    }
     return { records, stats: core.stats };
   } finally {
     await udp.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir !== null) rmSync(dir, { recursive: true, force: true });
   }
 }

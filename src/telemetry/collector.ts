@@ -62,6 +62,8 @@ export interface CollectorStats {
   /** Records with neither end in the inventory: counted, with the busiest unknown addresses kept. */
   unattributed: number;
   late: number;
+  /** Records whose end time lies in the future beyond a window and its grace, or is not a time at all. */
+  badTime: number;
   merged: number;
   windowsEmitted: number;
   earlyFlushes: number;
@@ -100,6 +102,9 @@ function headerDomain(format: string, d: Uint8Array): number {
   }
 }
 
+/** The key of the one record a window folds conversations into once every merge slot is taken. */
+const OVERFLOW = 'overflow';
+
 function convKey(r: FlowRecord): string {
   return `${r.srcAddr}|${r.dstAddr}|${r.srcPort}|${r.dstPort}|${r.protocol}`;
 }
@@ -124,7 +129,7 @@ export class CollectorCore {
   readonly templates: TemplateCache;
   readonly stats: CollectorStats = {
     datagrams: 0, bytes: 0, records: 0, unknownFormat: 0, decodeErrors: {}, lostRecords: 0, lostDatagrams: 0,
-    outOfOrder: 0, attributed: 0, unattributed: 0, late: 0, merged: 0, windowsEmitted: 0, earlyFlushes: 0,
+    outOfOrder: 0, attributed: 0, unattributed: 0, late: 0, badTime: 0, merged: 0, windowsEmitted: 0, earlyFlushes: 0,
     templates: 0, exporters: 0,
   };
   /** The busiest addresses seen with no VM, bounded. */
@@ -190,7 +195,10 @@ export class CollectorCore {
           if (unit === 'record') this.stats.lostRecords += diff;
           else this.stats.lostDatagrams += diff;
         } else {
+          // A late datagram: counted, and the counter stays where the newest one left it.
           this.stats.outOfOrder++;
+          this.seq.set(key, { ...s, inclusive });
+          return;
         }
       }
     }
@@ -222,7 +230,11 @@ export class CollectorCore {
   private place(vm: VmId, r: FlowRecord, nowMs: number): void {
     const w = this.o.windowMs;
     let start = Math.floor(r.lastMs / w) * w;
-    if (start + w + this.o.graceMs < this.watermarkMs) {
+    if (!Number.isFinite(start) || (this.watermarkMs > 0 && start > this.watermarkMs + w + this.o.graceMs)) {
+      // A time in the future (or none): it would hold a window open forever; it goes into the current one.
+      this.stats.badTime++;
+      start = Math.floor(Math.max(nowMs, this.watermarkMs) / w) * w;
+    } else if (start + w + this.o.graceMs <= this.watermarkMs) {
       // Its window has closed: it goes into the VM's current window, counted.
       this.stats.late++;
       start = Math.floor(Math.max(nowMs, this.watermarkMs) / w) * w;
@@ -247,9 +259,12 @@ export class CollectorCore {
         win.merged.set(k, r);
         this.buffered++;
       } else {
-        // Every slot taken by a distinct conversation: fold into the window's last record's totals.
-        const last = win.flows[win.flows.length - 1]!;
-        win.flows[win.flows.length - 1] = { ...last, bytes: last.bytes + r.bytes, packets: last.packets + r.packets };
+        // Every slot taken by a distinct conversation: one overflow record per window keeps the totals.
+        const prev = win.merged.get(OVERFLOW);
+        win.merged.set(OVERFLOW, prev === undefined
+          ? { ...r, srcAddr: '0.0.0.0', dstAddr: '0.0.0.0', srcPort: 0, dstPort: 0, protocol: 0 }
+          : mergeInto(prev, r));
+        if (prev === undefined) this.buffered++;
       }
       win.mergedCount++;
       this.stats.merged++;

@@ -23,20 +23,38 @@ export interface UdpCollector {
 }
 
 /** Puts a CollectorCore on a UDP socket; ticks it every tickMs so windows close on time. */
-export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: { tickMs?: number; recvBufferBytes?: number } = {}): Promise<UdpCollector> {
+export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: { tickMs?: number; recvBufferBytes?: number; onError?: (e: unknown) => void } = {}): Promise<UdpCollector> {
   const sock: Socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: opts.recvBufferBytes ?? 32 * 1024 * 1024 });
   sock.on('message', (msg, rinfo) => {
     const exporter = rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}`;
-    core.ingest(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), exporter, clock.nowMs());
+    try {
+      core.ingest(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), exporter, clock.nowMs());
+    } catch (e) {
+      // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
+      opts.onError?.(e);
+    }
   });
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(at.port, at.host, () => {
-      sock.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(at.port, at.host, () => {
+        sock.off('error', reject);
+        resolve();
+      });
     });
-  });
-  const timer = setInterval(() => core.tick(clock.nowMs()), opts.tickMs ?? 1000);
+  } catch (e) {
+    sock.close();
+    throw new InputError('--listen', `${at.host}:${at.port}`, `cannot be bound: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  // After bind, a socket error (rare: ICMP errors, resource limits) is reported, not fatal.
+  sock.on('error', (e) => opts.onError?.(e));
+  const timer = setInterval(() => {
+    try {
+      core.tick(clock.nowMs());
+    } catch (e) {
+      opts.onError?.(e);
+    }
+  }, opts.tickMs ?? 1000);
   timer.unref();
   const a = sock.address();
   return {

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { VmId } from '../core/ids.js';
+import { silentLogger } from '../core/logger.js';
+import { encodeNetflow5, type V5Record } from '../testing/flow-encoders.js';
+import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type CollectorOptions, type VmWindow } from './collector.js';
+import type { FlowRecord } from './flow.js';
+import { createInventory, parseInventory } from './inventory.js';
+import { parseListen } from './udp.js';
+
+const rec = (i: number, src = '10.0.0.5'): V5Record => ({
+  src, dst: `203.0.113.${i % 250}`, srcPort: 5900, dstPort: 40000 + i, protocol: 6, packets: 10, bytes: 1000,
+  firstUptimeMs: 1000, lastUptimeMs: 2000,
+});
+const v5 = (sequence: number, n = 10): Uint8Array => encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence, records: Array.from({ length: n }, (_, i) => rec(i)) });
+
+function core(over: Partial<CollectorOptions> = {}): { c: CollectorCore; windows: VmWindow[] } {
+  const windows: VmWindow[] = [];
+  const c = new CollectorCore({
+    ...DEFAULT_COLLECTOR_OPTIONS, inventory: createInventory([{ vm: 'vm-1' as VmId, ips: ['10.0.0.5'] }]),
+    onWindow: (w) => windows.push(w), log: silentLogger, ...over,
+  });
+  return { c, windows };
+}
+
+const flow = (lastMs: number, i = 0): FlowRecord => ({
+  exporter: 'x', domain: 0, srcAddr: '10.0.0.5', dstAddr: `198.51.100.${i % 250}`, srcPort: 1000 + i, dstPort: 443, protocol: 6,
+  bytes: 100, packets: 1, firstMs: lastMs, lastMs, tcpFlags: 0, samplingRate: 1,
+});
+
+describe('CollectorCore', () => {
+  it('counts a gap in NetFlow v5 sequence numbers as lost records', () => {
+    const { c } = core();
+    c.ingest(v5(0), 'e:1', 0);
+    c.ingest(v5(30), 'e:1', 0); // 20 records never arrived
+    assert.equal(c.stats.lostRecords, 20);
+    assert.equal(c.stats.records, 20);
+  });
+
+  it('counts a late datagram once, as out of order, not as loss twice', () => {
+    const { c } = core();
+    for (const s of [0, 20, 10, 30]) c.ingest(v5(s), 'e:1', 0);
+    assert.equal(c.stats.outOfOrder, 1);
+    assert.equal(c.stats.lostRecords, 10, 'only the gap 10..20 before the late one arrived');
+  });
+
+  it('keeps sequence numbers apart per exporter', () => {
+    const { c } = core();
+    c.ingest(v5(0), 'e:1', 0);
+    c.ingest(v5(0), 'e:2', 0);
+    c.ingest(v5(10), 'e:1', 0);
+    assert.equal(c.stats.lostRecords + c.stats.outOfOrder, 0);
+  });
+
+  it('attributes records to the inventory\'s VM and counts the rest, dropping none silently', () => {
+    const { c, windows } = core();
+    c.ingest(encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence: 0, records: [rec(1), rec(2, '10.9.9.9')] }), 'e:1', 0);
+    c.tick(0, true);
+    assert.equal(c.stats.attributed, 1);
+    assert.equal(c.stats.unattributed, 1);
+    assert.equal(windows.length, 1);
+    assert.equal(windows[0]!.vm, 'vm-1');
+  });
+
+  it('counts and drops a datagram of no known format, and keeps decoding the next good one', () => {
+    const { c } = core();
+    c.ingest(new Uint8Array([0, 42, 1, 2, 3]), 'e:1', 0);
+    c.ingest(v5(0), 'e:1', 0);
+    assert.equal(c.stats.unknownFormat, 1);
+    assert.equal(c.stats.records, 10);
+  });
+
+  it('emits a window once its grace has passed, and puts a record for a closed window into the current one, counted', () => {
+    const { c, windows } = core({ windowMs: 1000, graceMs: 1000 });
+    c.addRecord(flow(500), 0);
+    c.tick(2000);
+    assert.equal(windows.length, 1);
+    c.addRecord(flow(600), 2000);
+    assert.equal(c.stats.late, 1);
+    c.tick(10_000, true);
+    assert.equal(windows.length, 2);
+    assert.equal(windows[1]!.startMs, 2000);
+  });
+
+  it('does not let a record from the future hold a window open', () => {
+    const { c, windows } = core({ windowMs: 1000, graceMs: 1000 });
+    c.tick(5000);
+    c.addRecord(flow(1e12), 5000);
+    assert.equal(c.stats.badTime, 1);
+    c.tick(8000);
+    assert.equal(windows.length, 1);
+  });
+
+  it('stays bounded under a flood of distinct conversations, keeping the totals', () => {
+    const { c, windows } = core({ windowMs: 1000, graceMs: 1000, maxFlowsPerWindow: 100 });
+    for (let i = 0; i < 10_000; i++) c.addRecord(flow(500, i), 0);
+    assert.ok(c.bufferedFlows <= 201, String(c.bufferedFlows));
+    c.tick(0, true);
+    const w = windows[0]!;
+    assert.ok(w.flows.length <= 201);
+    assert.equal(w.flows.reduce((t, f) => t + f.bytes, 0), 10_000 * 100);
+    assert.equal(w.merged, 9_900);
+  });
+
+  it('emits windows early rather than grow past maxBufferedFlows', () => {
+    const { c, windows } = core({ windowMs: 1000, graceMs: 1_000_000, maxBufferedFlows: 500 });
+    for (let i = 0; i < 5000; i++) c.addRecord(flow(i * 10, i), 0);
+    assert.ok(c.bufferedFlows <= 500);
+    assert.ok(c.stats.earlyFlushes > 0 && windows.length > 0);
+  });
+});
+
+describe('inventory and listen address', () => {
+  it('names the field of a bad address and of an address given to two VMs', () => {
+    assert.throws(() => parseInventory({ vms: [{ id: 'a', ips: ['10.0.0.1'] }, { id: 'b', ips: ['10.0.0.1'] }] }), /inventory\.vms\[1\]\.ips\[0\].*already the address of a/);
+    assert.throws(() => parseInventory({ vms: [{ id: 'a', macs: ['zz'] }] }), /inventory\.vms\[0\]\.macs\[0\]/);
+    assert.equal(parseInventory({ vms: [{ id: 'a', ips: ['2001:DB8:0:0:0:0:0:1'] }] }).vmOfIp('2001:db8::1'), 'a');
+  });
+
+  it('parses host:port and [v6]:port, and refuses anything else naming --listen', () => {
+    assert.deepEqual(parseListen('127.0.0.1:4739'), { host: '127.0.0.1', port: 4739 });
+    assert.deepEqual(parseListen('[::1]:2055'), { host: '::1', port: 2055 });
+    assert.throws(() => parseListen('4739'), /--listen/);
+    assert.throws(() => parseListen('h:99999'), /--listen/);
+  });
+});
