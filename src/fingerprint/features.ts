@@ -11,7 +11,18 @@ import {
 
 export type VmRole = 'client' | 'server' | 'peer';
 
-export interface ConversationFeatures {
+/** Volumes each way, from the VM's side ("out" = sent by the VM). */
+export interface Volumes {
+  readonly records: number;
+  readonly bytesOut: number;
+  readonly bytesIn: number;
+  readonly packetsOut: number;
+  readonly packetsIn: number;
+  readonly meanPacketOutBytes: number;
+  readonly meanPacketInBytes: number;
+}
+
+export interface ConversationFeatures extends Volumes {
   /** `remote|protocol|vmPort|remotePort`, stable across windows. */
   readonly key: string;
   readonly remoteAddr: string;
@@ -22,13 +33,6 @@ export interface ConversationFeatures {
   readonly vmRole: VmRole;
   /** The listening side's port (the remote's when the roles are unknown). */
   readonly servicePort: number;
-  readonly records: number;
-  readonly bytesOut: number;
-  readonly bytesIn: number;
-  readonly packetsOut: number;
-  readonly packetsIn: number;
-  readonly meanPacketOutBytes: number;
-  readonly meanPacketInBytes: number;
   readonly firstMs: number;
   readonly lastMs: number;
   readonly durationMs: number;
@@ -49,20 +53,13 @@ export interface ConversationFeatures {
   readonly portPrior: PortPrior | undefined;
 }
 
-export interface VmFeatures {
+export interface VmFeatures extends Volumes {
   readonly vmIp: string;
   readonly windowStartMs: number;
   readonly windowEndMs: number;
   readonly windowMs: number;
   /** Conversations, busiest (by packets, then bytes) first. */
   readonly conversations: readonly ConversationFeatures[];
-  readonly records: number;
-  readonly bytesOut: number;
-  readonly bytesIn: number;
-  readonly packetsOut: number;
-  readonly packetsIn: number;
-  readonly meanPacketOutBytes: number;
-  readonly meanPacketInBytes: number;
   /** Over the window. */
   readonly bitsPerSecOut: number;
   readonly bitsPerSecIn: number;

@@ -106,6 +106,16 @@ function flowSample(b: Uint8Array, start: number, end: number, expanded: boolean
     return;
   }
   const rate = u32(b, start + (expanded ? 12 : 8)) || 1;
+  // One record per sample becomes a flow: stop at the raw header that made it.
+  eachRecord(b, start, fixed, end, 'flow', dg, (format, body, length) => format === RAW_PACKET_HEADER && rawHeader(b, body, body + length, rate, dg));
+}
+
+/**
+ * Walks a sample's records (format, length, body), each framed by its own length: those that fit are
+ * handed to `visit` (which returns true to stop), the rest counted as errors.
+ */
+function eachRecord(b: Uint8Array, start: number, fixed: number, end: number, kind: 'flow' | 'counter', dg: Datagram,
+  visit: (format: number, body: number, length: number) => boolean): void {
   let records = u32(b, start + fixed - 4);
   let o = start + fixed;
   if (records * 8 > end - o) {
@@ -115,17 +125,17 @@ function flowSample(b: Uint8Array, start: number, end: number, expanded: boolean
   }
   for (let i = 0; i < records; i++) {
     if (end - o < 8) {
-      dg.p.errors.add('bad-length', `flow record ${i} of ${records} runs past the end of its sample`);
+      dg.p.errors.add('bad-length', `${kind} record ${i} of ${records} runs past the end of its sample`);
       return;
     }
     const format = u32(b, o);
     const length = u32(b, o + 4);
     const body = o + 8;
     if (length > end - body) {
-      dg.p.errors.add('bad-length', `flow record ${i} of ${length} bytes runs past the end of its sample`);
+      dg.p.errors.add('bad-length', `${kind} record ${i} of ${length} bytes runs past the end of its sample`);
       return;
     }
-    if (format === RAW_PACKET_HEADER && rawHeader(b, body, body + length, rate, dg)) return;
+    if (visit(format, body, length)) return;
     o = body + padded(length);
   }
 }
@@ -174,40 +184,21 @@ function countersSample(b: Uint8Array, start: number, end: number, expanded: boo
     dg.p.errors.add('bad-length', `counters sample of ${end - start} bytes, shorter than its ${fixed}-byte header`);
     return;
   }
-  let records = u32(b, start + fixed - 4);
-  let o = start + fixed;
-  if (records * 8 > end - o) {
-    // Records frame themselves: decode those that fit.
-    dg.p.errors.add('bad-field-count', `${records} records cannot fit in a sample of ${end - start} bytes`);
-    records = Math.floor((end - o) / 8);
-  }
-  for (let i = 0; i < records; i++) {
-    if (end - o < 8) {
-      dg.p.errors.add('bad-length', `counter record ${i} of ${records} runs past the end of its sample`);
-      return;
+  eachRecord(b, start, fixed, end, 'counter', dg, (format, body, length) => {
+    if (format !== GENERIC_INTERFACE_COUNTERS) return false;
+    if (length < GENERIC_INTERFACE_COUNTERS_LENGTH) {
+      dg.p.errors.add('bad-length', `generic interface counters of ${length} bytes, not ${GENERIC_INTERFACE_COUNTERS_LENGTH}`);
+      return false;
     }
-    const format = u32(b, o);
-    const length = u32(b, o + 4);
-    const body = o + 8;
-    if (length > end - body) {
-      dg.p.errors.add('bad-length', `counter record ${i} of ${length} bytes runs past the end of its sample`);
-      return;
-    }
-    if (format === GENERIC_INTERFACE_COUNTERS) {
-      if (length < GENERIC_INTERFACE_COUNTERS_LENGTH) {
-        dg.p.errors.add('bad-length', `generic interface counters of ${length} bytes, not ${GENERIC_INTERFACE_COUNTERS_LENGTH}`);
-      } else {
-        dg.p.counters.push({
-          exporter: dg.ctx.exporter,
-          ifIndex: u32(b, body),
-          inOctets: readUint(b, body + 24, 8),
-          inPackets: u32(b, body + 32) + u32(b, body + 36) + u32(b, body + 40),
-          outOctets: readUint(b, body + 56, 8),
-          outPackets: u32(b, body + 64) + u32(b, body + 68) + u32(b, body + 72),
-          atMs: dg.ctx.nowMs,
-        });
-      }
-    }
-    o = body + padded(length);
-  }
+    dg.p.counters.push({
+      exporter: dg.ctx.exporter,
+      ifIndex: u32(b, body),
+      inOctets: readUint(b, body + 24, 8),
+      inPackets: u32(b, body + 32) + u32(b, body + 36) + u32(b, body + 40),
+      outOctets: readUint(b, body + 56, 8),
+      outPackets: u32(b, body + 64) + u32(b, body + 68) + u32(b, body + 72),
+      atMs: dg.ctx.nowMs,
+    });
+    return false;
+  });
 }
