@@ -17,7 +17,8 @@ import { fmtBytes, fmtNum, table } from './format.js';
 import { simulationReport } from './report.js';
 import { progressBar } from './progress.js';
 import { runDemo } from './demo.js';
-import { evaluateCaptures, fingerprintCapture, formatEvaluation, runCollect } from './telemetry.js';
+import { formatEvaluation } from '../fingerprint/evaluate.js';
+import { evaluateCaptures, fingerprintCapture, runCollect } from './telemetry.js';
 
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 

@@ -6,7 +6,7 @@ import type { VmId } from '../core/ids.js';
 import { systemClock } from '../core/clock.js';
 import { createJsonLogger } from '../core/logger.js';
 import { classify } from '../fingerprint/classify.js';
-import { evaluate, formatEvaluation, type LabelledCapture } from '../fingerprint/evaluate.js';
+import { evaluate, type LabelledCapture } from '../fingerprint/evaluate.js';
 import { initialState, step, type HysteresisState } from '../fingerprint/hysteresis.js';
 import { flowsFromCapture } from '../telemetry/capture.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type VmWindow } from '../telemetry/collector.js';
@@ -47,7 +47,6 @@ export async function evaluateCaptures(trafficDir: string, labelsFile: string): 
   return evaluate(labels, (f) => flows.get(f) ?? []);
 }
 
-export { formatEvaluation };
 
 /** The live collector: per-VM verdicts as windows close, until the signal or the duration ends. */
 export async function runCollect(opts: {

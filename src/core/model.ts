@@ -2,7 +2,7 @@ import { InputError } from './errors.js';
 import type { HostId, LinkId, SiteId, UserId, VmId } from './ids.js';
 import { linkIdOf } from './ids.js';
 import {
-  arr, checkNum, isObj, num, obj, onlyKeys, oneOf, optBool, optNum, optStr, str, type Obj,
+  arr, checkNum, num, obj, onlyKeys, oneOf, optBool, optNum, optStr, str, type Obj,
 } from './validate.js';
 
 export interface Resources {
@@ -347,4 +347,3 @@ export function linkBetween(s: Snapshot, a: SiteId, b: SiteId): Link | undefined
   return s.linkById.get(linkIdOf(a, b));
 }
 
-export { isObj };

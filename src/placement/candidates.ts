@@ -1,5 +1,4 @@
-import type { SiteId, VmId } from '../core/ids.js';
-import { linkIdOf } from '../core/ids.js';
+import type { VmId } from '../core/ids.js';
 import { diskToCopyGiB, type Snapshot, type Vm } from '../core/model.js';
 import { estimateMigration, spareMbps, type CostEstimate } from './cost.js';
 import { cooldownMs, type PlanParams } from './params.js';
@@ -254,10 +253,7 @@ export function byRatio(x: Candidate, y: Candidate): number {
   return ratio(y) - ratio(x) || y.benefit - x.benefit || x.to - y.to;
 }
 
-export function ratio(c: Candidate): number {
-  return c.benefit / Math.max(c.costS, 1e-3);
+/** Benefit per second of migration; `benefit` overrides the candidate's own (a make-room move's net). */
+export function ratio(c: Candidate, benefit = c.benefit): number {
+  return benefit / Math.max(c.costS, 1e-3);
 }
-
-export const linkKey = (s: Snapshot, a: number, b: number): string => linkIdOf(s.sites[a]!.id, s.sites[b]!.id);
-
-export type { SiteId };

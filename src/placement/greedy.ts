@@ -1,7 +1,7 @@
 import { BinaryHeap } from '../core/heap.js';
 import type { VmId } from '../core/ids.js';
 import type { Snapshot } from '../core/model.js';
-import { buildProblem, type Candidate, type Problem } from './candidates.js';
+import { buildProblem, ratio, type Candidate, type Problem } from './candidates.js';
 import type { PlanParams } from './params.js';
 import type { Move, Plan, Rejection } from './plan.js';
 
@@ -107,7 +107,7 @@ function before(x: Entry, y: Entry): boolean {
 }
 
 const score = (order: Order, c: Candidate, benefit = c.benefit): number =>
-  (order === 'ratio' ? benefit / Math.max(c.costS, 1e-3) : benefit);
+  (order === 'ratio' ? ratio(c, benefit) : benefit);
 
 function ordered(p: Problem, order: Order, vmIdx: number): readonly Candidate[] {
   return order === 'ratio' ? p.moves[vmIdx]! : p.byBenefit(vmIdx); // p.moves is sorted by ratio already

@@ -3,7 +3,7 @@ import { createRng, type Rng } from '../core/random.js';
 import { DEFAULT_PLAN_PARAMS } from '../placement/params.js';
 import { AWS_REGIONS, COUNTRY_CENTRES, type RegionInfo } from './geo.js';
 import type { LatencyData } from './latency-data.js';
-import { DEFAULT_ACTIVITIES, SCENARIO_SCHEMA, SIM_ACTIVITIES, type SimActivity } from './scenario.js';
+import { DEFAULT_ACTIVITIES, SCENARIO_SCHEMA, type SimActivity } from './scenario.js';
 
 export interface GenerateOptions {
   readonly sites: number;
@@ -268,4 +268,3 @@ export function generateScenario(data: LatencyData, opts: GenerateOptions): Reco
   };
 }
 
-export { SIM_ACTIVITIES };
