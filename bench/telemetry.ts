@@ -14,7 +14,7 @@ import { createInventory } from '../src/telemetry/inventory.js';
 import { listenUdp } from '../src/telemetry/udp.js';
 import { systemClock } from '../src/core/clock.js';
 import { manyFlows, writePcap } from '../src/testing/pcap-writer.js';
-import { runSoftflowd, startNfcapd } from '../src/testing/flow-reference.js';
+import { quiet, runSoftflowd, startNfcapd, startRelay } from '../src/testing/flow-reference.js';
 
 export interface TelemetryBenchOptions {
   quick: boolean;
@@ -31,18 +31,12 @@ async function recordExport(version: 9 | 10, flows: number): Promise<Uint8Array[
   const pcap = join(dir, 'flows.pcap');
   writeFileSync(pcap, writePcap(manyFlows(flows, { startMs: Date.UTC(2026, 0, 1), durationMs: 60_000 })));
   const got: Uint8Array[] = [];
-  const sock = createSocket({ type: 'udp4', recvBufferSize: 64 * 1024 * 1024 });
-  sock.on('message', (m) => got.push(new Uint8Array(m)));
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const relay = await startRelay((d) => got.push(d.slice()), null);
   try {
-    await runSoftflowd(pcap, sock.address().port, version);
-    let seen = -1;
-    while (seen !== got.length) {
-      seen = got.length;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await runSoftflowd(pcap, relay.port, version);
+    await quiet(() => got.length);
   } finally {
-    sock.close();
+    await relay.close();
     rmSync(dir, { recursive: true, force: true });
   }
   return got;

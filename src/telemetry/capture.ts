@@ -8,7 +8,17 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type CollectorStats } from './collector.js';
 import type { FlowRecord } from './flow.js';
 import { createInventory } from './inventory.js';
-import { listenUdp } from './udp.js';
+import { listenUdp, untilQuiet } from './udp.js';
+
+/**
+ * softflowd's arguments to read a capture and export it to 127.0.0.1:port, in the foreground, with
+ * adjusted times (and millisecond timestamps for IPFIX). No -c: after -r it makes softflowd hang.
+ */
+export function softflowdArgs(pcap: string, port: number, version: 5 | 9 | 10, pidFile: string): string[] {
+  const args = ['-r', pcap, '-n', `127.0.0.1:${port}`, '-v', String(version), '-a', '-d', '-p', pidFile];
+  if (version === 10) args.push('-A', 'milli');
+  return args;
+}
 
 export interface CaptureFlows {
   readonly records: FlowRecord[];
@@ -32,8 +42,7 @@ export async function flowsFromCapture(pcap: string, opts: { softflowd?: string;
   let dir: string | null = null;
   try {
     dir = mkdtempSync(join(tmpdir(), 'vmshadow-softflowd-'));
-    // -c must not follow -r (softflowd then hangs): no control socket at all when reading a capture.
-    const args = ['-r', pcap, '-n', `127.0.0.1:${udp.address.port}`, '-v', '10', '-A', 'milli', '-a', '-6', '-d', '-p', join(dir, 'softflowd.pid')];
+    const args = [...softflowdArgs(pcap, udp.address.port, 10, join(dir, 'softflowd.pid')), '-6'];
     const bin = opts.softflowd ?? 'softflowd';
     const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -55,11 +64,7 @@ export async function flowsFromCapture(pcap: string, opts: { softflowd?: string;
     });
     if (code !== 0) throw new AppError('SOFTFLOWD_FAILED', `softflowd exited with ${code} reading ${pcap}: ${stderr.trim().split('\n').slice(-2).join(' / ')}`);
     // The last datagrams may still be in the socket's queue: wait until a quiet spell.
-    let seen = -1;
-    while (seen !== core.stats.datagrams) {
-      seen = core.stats.datagrams;
-      await new Promise((r) => setTimeout(r, 150));
-    }
+    await untilQuiet(() => core.stats.datagrams, 150);
     core.tick(Date.now(), true);
     if (core.stats.lostRecords > 0 || core.stats.lostDatagrams > 0) {
       throw new AppError('EXPORT_LOST', `softflowd's export of ${pcap} lost ${core.stats.lostRecords} records on loopback; the verdict would rest on part of the capture`, { retryable: true });

@@ -17,6 +17,15 @@ export function parseListen(s: string, field = '--listen'): ListenAddress {
   return { host: m[1]!, port };
 }
 
+/** Resolves once `count` (datagrams received so far) has not changed for quietMs: the sender is done. */
+export async function untilQuiet(count: () => number, quietMs: number): Promise<void> {
+  let seen = -1;
+  while (seen !== count()) {
+    seen = count();
+    await new Promise((r) => setTimeout(r, quietMs));
+  }
+}
+
 export interface UdpCollector {
   readonly address: ListenAddress;
   close(): Promise<void>;

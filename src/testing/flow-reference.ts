@@ -4,7 +4,9 @@ import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { softflowdArgs } from '../telemetry/capture.js';
 import type { FlowRecord } from '../telemetry/flow.js';
+import { untilQuiet } from '../telemetry/udp.js';
 
 /** The fields both decoders must agree on, as one comparable string. */
 export function flowKey(r: Pick<FlowRecord, 'srcAddr' | 'dstAddr' | 'srcPort' | 'dstPort' | 'protocol' | 'bytes' | 'packets' | 'firstMs' | 'lastMs'>): string {
@@ -119,10 +121,7 @@ export async function startRelay(onDatagram: (d: Uint8Array, exporter: string) =
 /** Runs softflowd over a capture, exporting to 127.0.0.1:port; resolves when it has read it all. */
 export function runSoftflowd(pcap: string, port: number, version: 5 | 9 | 10): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vmshadow-sf-'));
-  // Never -c with -r: softflowd then hangs.
-  const args = ['-r', pcap, '-n', `127.0.0.1:${port}`, '-v', String(version), '-a', '-d', '-p', join(dir, 'pid')];
-  if (version === 10) args.push('-A', 'milli');
-  return runToEnd('softflowd', args, 60_000).finally(() => rmSync(dir, { recursive: true, force: true }));
+  return runToEnd('softflowd', softflowdArgs(pcap, port, version, join(dir, 'pid')), 60_000).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
 /** Runs pmacctd over a capture with the nfprobe (IPFIX/NetFlow) or sfprobe (sFlow) plugin. */
@@ -164,11 +163,7 @@ function runToEnd(bin: string, args: string[], timeoutMs: number): Promise<void>
 }
 
 /** Waits until no datagram has arrived for quietMs. */
-export async function quiet(count: () => number, quietMs = 200): Promise<void> {
-  let seen = -1;
-  while (seen !== count()) {
-    seen = count();
-    await new Promise((r) => setTimeout(r, quietMs));
-  }
+export function quiet(count: () => number, quietMs = 200): Promise<void> {
+  return untilQuiet(count, quietMs);
 }
 
