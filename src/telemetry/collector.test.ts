@@ -52,6 +52,16 @@ describe('CollectorCore', () => {
     assert.equal(c.stats.lostRecords + c.stats.outOfOrder, 0);
   });
 
+  it('keeps sequence numbers apart per observation domain (NetFlow v5 engine) of one exporter', () => {
+    const { c } = core();
+    const at = (sequence: number, engineId: number): Uint8Array => encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence, engineId, records: [rec(1)] });
+    c.ingest(at(0, 1), 'e:1', 0);
+    c.ingest(at(500, 2), 'e:1', 0);
+    c.ingest(at(1, 1), 'e:1', 0);
+    c.ingest(at(501, 2), 'e:1', 0);
+    assert.equal(c.stats.lostRecords + c.stats.outOfOrder, 0);
+  });
+
   it('attributes records to the inventory\'s VM and counts the rest, dropping none silently', () => {
     const { c, windows } = core();
     c.ingest(encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence: 0, records: [rec(1), rec(2, '10.9.9.9')] }), 'e:1', 0);

@@ -89,19 +89,6 @@ interface OpenWindow {
 
 const U32 = 2 ** 32;
 
-/** The observation domain (IPFIX), source id (NetFlow v9), engine (v5) or sub-agent (sFlow) of a datagram's header. */
-function headerDomain(format: string, d: Uint8Array): number {
-  const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
-  const u32 = (o: number): number => (o + 4 <= d.length ? v.getUint32(o) : 0);
-  switch (format) {
-    case 'ipfix': return u32(12);
-    case 'netflow9': return u32(16);
-    case 'netflow5': return d.length >= 22 ? v.getUint16(20) : 0;
-    case 'sflow5': return u32(4) === 2 ? u32(24) : u32(12); // after a 16- or 4-byte agent address
-    default: return 0;
-  }
-}
-
 /** The key of the one record a window folds conversations into once every merge slot is taken. */
 const OVERFLOW = 'overflow';
 
@@ -171,10 +158,9 @@ export class CollectorCore {
       this.stats.decodeErrors[e.kind] = (this.stats.decodeErrors[e.kind] ?? 0) + 1;
       this.warn(`${decoder.name}:${e.kind}`, `could not decode part of a ${decoder.name} datagram: ${e.detail}`, { exporter }, nowMs);
     }
-    // Sequence numbers run per observation domain, read from the header: a datagram with no records
+    // Sequence numbers run per observation domain, taken from the header: a datagram with no records
     // (templates only) still advances the same counter.
-    const domain = headerDomain(decoder.name, datagram);
-    if (res.sequence !== null && res.sequenceUnit !== null) this.track(`${decoder.name}|${exporter}|${domain}`, res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit);
+    if (res.sequence !== null && res.sequenceUnit !== null) this.track(`${decoder.name}|${exporter}|${res.domain}`, res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit);
     for (const c of res.counters) this.o.onCounters?.(c);
     for (const r of res.records) this.addRecord(r, nowMs);
     this.stats.templates = this.templates.size;

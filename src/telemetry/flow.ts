@@ -37,6 +37,8 @@ export interface DecodeError {
 export interface DecodeResult {
   readonly records: FlowRecord[];
   readonly errors: DecodeError[];
+  /** The header's observation domain (IPFIX), source id (v9), engine (v5) or sub-agent (sFlow); 0 without a header. */
+  readonly domain: number;
   /** Export sequence number from the header, when the format has one (for loss accounting). */
   readonly sequence: number | null;
   /** How the sequence advances: per datagram (NetFlow v9, sFlow), or per record (IPFIX, v5). */

@@ -33,6 +33,7 @@ function decodeIpfix(b: Uint8Array, ctx: DecodeContext): DecodeResult {
   const exportS = u32(b, 4);
   p.sequence = u32(b, 8);
   const domain = u32(b, 12);
+  p.domain = domain;
   if (length < HEADER) {
     p.errors.add('bad-length', `message length ${length} is shorter than its header`);
     return finish(p);

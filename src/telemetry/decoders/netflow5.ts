@@ -31,6 +31,7 @@ function decodeNetflow5(b: Uint8Array, ctx: DecodeContext): DecodeResult {
   const unixNs = u32(b, 12);
   p.sequence = u32(b, 16);
   const domain = (b[20]! << 8) | b[21]!;
+  p.domain = domain;
   // Top two bits: sampling mode; the low 14: 1 in N packets.
   const interval = u16(b, 22) & 0x3fff;
   const samplingRate = interval > 0 ? interval : 1;

@@ -40,6 +40,7 @@ function decodeNetflow9(b: Uint8Array, ctx: DecodeContext): DecodeResult {
   const unixS = u32(b, 8);
   p.sequence = u32(b, 12);
   const domain = u32(b, 16);
+  p.domain = domain;
   p.recordsInDatagram = count;
 
   const store = optionsStoreOf(ctx.templates);

@@ -57,6 +57,7 @@ function decodeSflow(b: Uint8Array, ctx: DecodeContext): DecodeResult {
     return finish(p);
   }
   const domain = u32(b, o);
+  p.domain = domain;
   p.sequence = u32(b, o + 4);
   // o + 8: agent uptime, which cannot place samples on the wall clock: they get the arrival time.
   const samples = u32(b, o + 12);

@@ -85,6 +85,7 @@ export class ErrorList {
 export interface ResultParts {
   records: FlowRecord[];
   errors: ErrorList;
+  domain: number;
   sequence: number | null;
   sequenceUnit: 'datagram' | 'record' | null;
   recordsInDatagram: number;
@@ -96,6 +97,7 @@ export function emptyParts(sequenceUnit: 'datagram' | 'record'): ResultParts {
   return {
     records: [],
     errors: new ErrorList(),
+    domain: 0,
     sequence: null,
     sequenceUnit,
     recordsInDatagram: 0,
@@ -108,6 +110,7 @@ export function finish(p: ResultParts): DecodeResult {
   return {
     records: p.records,
     errors: p.errors.items,
+    domain: p.domain,
     // Without a readable header there is no sequence to account loss with.
     sequence: p.sequence,
     sequenceUnit: p.sequence === null ? null : p.sequenceUnit,
@@ -125,6 +128,7 @@ export function guarded(decode: () => DecodeResult, format: string): DecodeResul
     return {
       records: [],
       errors: [{ kind: 'unsupported', detail: `${format} decoder failed: ${e instanceof Error ? e.message : String(e)}` }],
+      domain: 0,
       sequence: null,
       sequenceUnit: null,
       recordsInDatagram: 0,
