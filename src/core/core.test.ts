@@ -61,3 +61,11 @@ describe('createRng()', () => {
     assert.ok(new Set(xs).size === 5);
   });
 });
+
+describe('InputError.withField()', () => {
+  it('keeps the problem and value, and names the new field', () => {
+    const e = new InputError('vms[0].siteId', 'mars', 'is not a known site').withField('cloud.vms[0].siteId');
+    assert.equal(e.message, 'cloud.vms[0].siteId: is not a known site (got "mars")');
+    assert.equal(e.field, 'cloud.vms[0].siteId');
+  });
+});

@@ -18,12 +18,19 @@ export class AppError extends Error {
 export class InputError extends AppError {
   readonly field: string;
   readonly value: unknown;
+  readonly problem: string;
 
   constructor(field: string, value: unknown, problem: string, opts: { cause?: unknown } = {}) {
     super('INPUT_INVALID', `${field}: ${problem} (got ${describeValue(value)})`, opts);
     this.name = 'InputError';
     this.field = field;
     this.value = value;
+    this.problem = problem;
+  }
+
+  /** The same problem, named by where the checked part sits in a larger document. */
+  withField(field: string): InputError {
+    return new InputError(field, this.value, this.problem, { cause: this });
   }
 }
 

@@ -65,7 +65,7 @@ function snapshotAt(prefix: string, input: SnapshotInput): Snapshot {
   try {
     return createSnapshot(input);
   } catch (e) {
-    if (e instanceof InputError) throw new InputError(`${prefix}.${e.field}`, e.value, e.message.replace(/^[^:]*: /, '').replace(/ \(got [^)]*\)$/, ''));
+    if (e instanceof InputError) throw e.withField(`${prefix}.${e.field}`);
     throw e;
   }
 }
@@ -154,7 +154,7 @@ export function parseScenario(raw: unknown): Scenario {
         try {
           normalised = createSnapshot(probe).vms[0]!;
         } catch (e) {
-          if (e instanceof InputError) throw new InputError(`${p}.vm${e.field.replace(/^vms\[0\]/, '')}`, e.value, e.message.replace(/^[^:]*: /, '').replace(/ \(got [^)]*\)$/, ''));
+          if (e instanceof InputError) throw e.withField(`${p}.vm${e.field.replace(/^vms\[0\]/, '')}`);
           throw e;
         }
         const id = vm.id as string;
