@@ -183,17 +183,16 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
   const series: Record<string, number[]> | undefined = opts.recordSeries === true ? {} : undefined;
   const stats = new RttStats();
 
-  const used = (j: number): { v: number; m: number } => {
-    let v = reservedV[j]!;
-    let m = reservedM[j]!;
-    for (const vm of vms.values()) {
-      if (siteIdx.get(vm.siteId) === j) {
-        v += vm.vcpu;
-        m += vm.memoryMiB;
-      }
-    }
-    return { v, m };
+  // What the VMs placed at each site hold, kept up to date as VMs arrive, leave and move.
+  const placedV = new Float64Array(nSites);
+  const placedM = new Float64Array(nSites);
+  const place = (vm: VmJson, sign: 1 | -1): void => {
+    const j = siteIdx.get(vm.siteId)!;
+    placedV[j]! += sign * vm.vcpu;
+    placedM[j]! += sign * vm.memoryMiB;
   };
+  for (const vm of vms.values()) place(vm, 1);
+  const used = (j: number): { v: number; m: number } => ({ v: reservedV[j]! + placedV[j]!, m: reservedM[j]! + placedM[j]! });
   const fits = (j: number, vcpu: number, mem: number): boolean => {
     const u = used(j);
     const cap = cloud.sites[j]!.capacity;
@@ -233,7 +232,9 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
       const keep = delta[m.move.to] ?? delta['*'];
       delete delta[m.move.to];
       delta[m.move.from] = keep ?? (m.vm.diskGiB as number);
+      place(m.vm, -1);
       Object.assign(m.vm, { siteId: m.move.to, lastMovedAtMs: nowMs, recentMoves: streak, diskDeltaGiB: delta, hostId: undefined });
+      place(m.vm, 1);
       counts.completed++;
       done.add(m.vm.id);
     } else {
@@ -395,12 +396,15 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
         } else {
           vm.siteId = cloud.sites[at]!.id;
           vms.set(vm.id, vm);
+          place(vm, 1);
         }
         break;
       }
       case 'vm-depart': {
         const m = migrating.get(e.vm);
         if (m !== undefined) finish(m, nowMs, 'aborted');
+        const gone = vms.get(e.vm);
+        if (gone !== undefined) place(gone, -1);
         vms.delete(e.vm);
         break;
       }
