@@ -11,7 +11,7 @@ import { AppError, InputError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import { ensureGuest, guestReadyRegex, parseMemtestLine, summarizeMemtest, type GuestImage } from '../../testing/guest.js';
 import {
-  findQemu, guestAppend, isAlive, killQemu, launchCommand, launchQemu, macForName, qemuArgs, readConsole,
+  findQemu, guestAppend, isAlive, killQemu, launchCommand, launchQemu, macForName, pidfileFor, qemuArgs, readConsole,
   waitForConsole, type QemuProcess, type QemuVmSpec,
 } from './process.js';
 
@@ -293,6 +293,18 @@ describe('the test guest under QEMU (TCG)', { timeout: 240_000 }, () => {
     assert.equal(s.stalePages, 1);
   });
 
+  it('launchQemu() reports QEMU\'s own words when it cannot start, and a missing binary by name', async () => {
+    const s = spec('nokernel', { kernel: join(dir, 'no-such-vmlinuz') });
+    await assert.rejects(launchQemu(s, { workDir: dir, log: silentLogger }), (e: unknown) => {
+      assert.ok(e instanceof AppError && e.code === 'QEMU_START_FAILED', String(e));
+      assert.ok(e.message.includes('no-such-vmlinuz'), e.message);
+      return true;
+    });
+    assert.equal(await findQemu(pidfileFor(dir, 'nokernel')), undefined);
+    await assert.rejects(launchQemu(s, { workDir: dir, log: silentLogger, qemuBinary: join(dir, 'no-qemu') }),
+      (e: unknown) => e instanceof AppError && e.code === 'QEMU_MISSING' && e.message.includes('no-qemu'));
+  });
+
   it('boots to the ready line, runs memtest with clean checks, formats and writes its disk, and survives its launcher', async () => {
     const disk = join(dir, 'boot.qcow2');
     run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '32M']);
@@ -303,6 +315,7 @@ describe('the test guest under QEMU (TCG)', { timeout: 240_000 }, () => {
     const t0 = Date.now();
     const q = await launchQemu(s, { workDir: dir, log: silentLogger });
     started.push(q);
+    assert.equal(q.pidfile, pidfileFor(dir, 'boot'));
     assert.equal(await findQemu(q.pidfile), q.pid);
     // Daemonized: not a child of this process, so a manager killed -9 leaves it running.
     const ppid = Number(readFileSync(`/proc/${q.pid}/stat`, 'latin1').split(') ')[1]?.split(' ')[1]);

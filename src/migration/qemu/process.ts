@@ -235,13 +235,18 @@ export interface LaunchOptions {
   readonly startTimeoutMs?: number;
 }
 
+/** Where launchQemu() keeps the pid file of the VM with this name. */
+export function pidfileFor(workDir: string, name: string): string {
+  return join(resolve(workDir), `${name}.pid`);
+}
+
 /**
  * Starts QEMU daemonized, so the VM outlives the process that started it: a manager killed -9 finds
  * it again with findQemu(pidfile). Resolves once QEMU has initialised (its QMP socket listens).
  */
 export async function launchQemu(spec: QemuVmSpec, opts: LaunchOptions): Promise<QemuProcess> {
   const workDir = resolve(opts.workDir);
-  const pidfile = join(workDir, `${spec.name}.pid`);
+  const pidfile = pidfileFor(workDir, spec.name);
   const cmd = launchCommand(spec, pidfile, opts.qemuBinary);
   const running = await findQemu(pidfile);
   if (running !== undefined) {
