@@ -37,6 +37,8 @@ export type FakeHandler = FakeReply | ((call: FakeCall, server: FakeQmpServer) =
 export interface FakeQmpOptions {
   /** Listen on 127.0.0.1 (an ephemeral port) instead of a unix socket in a temporary directory. */
   readonly tcp?: boolean;
+  /** Listen on this unix socket path (default: qmp.sock in a fresh temporary directory, removed by stop()). */
+  readonly path?: string;
   readonly version?: { major: number; minor: number; micro: number; package?: string };
   readonly capabilities?: readonly string[];
   /** false: accept connections but never greet (a monitor held by another client). A string: sent raw instead. */
@@ -85,8 +87,11 @@ export class FakeQmpServer {
       if (addr === null || typeof addr === 'string') throw new Error('fake QMP: no TCP address after listen');
       target = { host: '127.0.0.1', port: addr.port };
     } else {
-      dir = mkdtempSync(join(tmpdir(), 'fake-qmp-'));
-      const path = join(dir, 'qmp.sock');
+      let path = opts.path;
+      if (path === undefined) {
+        dir = mkdtempSync(join(tmpdir(), 'fake-qmp-'));
+        path = join(dir, 'qmp.sock');
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ path }, resolve);

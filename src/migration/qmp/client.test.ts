@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { FakeQmpServer, type FakeQmpOptions } from '../../testing/fake-qmp.js';
 import { QmpClient, type QmpClientOptions, type QmpEvent } from './client.js';
@@ -76,6 +79,36 @@ describe('QmpClient.connect()', () => {
     const { err } = await rejectsWithin(QmpClient.connect({ path: '/nonexistent/vmshadow.qmp' }), QmpClosedError, 1000);
     assert.equal(err.reason, 'connect-failed');
     assert.match(err.message, /QMP connect to \/nonexistent\/vmshadow\.qmp failed while connecting: .*ENOENT/);
+  });
+
+  it('with retryRefused, waits for a socket that appears after the connect began (a QEMU just started)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qmp-retry-'));
+    try {
+      const path = join(dir, 'late.qmp');
+      const connecting = QmpClient.connect({ path }, { connectTimeoutMs: 2000, retryRefused: true });
+      await new Promise((r) => setTimeout(r, 150));
+      servers.push(await FakeQmpServer.start({ path }));
+      const qmp = await connecting;
+      clients.push(qmp);
+      assert.equal(qmp.isConnected, true);
+      // Without the option a missing socket fails at once.
+      await assert.rejects(QmpClient.connect({ path: join(dir, 'none.qmp') }, { connectTimeoutMs: 2000 }), /ENOENT/);
+      const { err } = await rejectsWithin(QmpClient.connect({ path: join(dir, 'none.qmp') }, { connectTimeoutMs: 200, retryRefused: true }), QmpTimeoutError, 1000);
+      assert.match(err.message, /while connecting \(attempt \d+, the socket refused: ENOENT\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps an event QEMU sent before its greeting (a connection accepted while QEMU starts)', async () => {
+    const early = '{"timestamp": {"seconds": 1700000000, "microseconds": 0}, "event": "RESUME"}\r\n';
+    const greeting = '{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}\r\n';
+    const fake = await FakeQmpServer.start({ greeting: early + greeting });
+    servers.push(fake);
+    const qmp = await QmpClient.connect(fake.target, { connectTimeoutMs: 1000 });
+    clients.push(qmp);
+    assert.equal(qmp.version.micro, 22);
+    assert.deepEqual(qmp.recentEvents().map((e) => e.event), ['RESUME']);
   });
 
   it('refuses a peer whose first message is not a QMP greeting', async () => {

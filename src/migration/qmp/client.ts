@@ -54,6 +54,11 @@ export interface QmpClientOptions {
   readonly oob?: boolean;
   /** Recent events kept for waitForEvent() look-back (default 256). */
   readonly eventBufferSize?: number;
+  /**
+   * Retry a refused or missing socket until the connect deadline, every 25 ms: for a QEMU just
+   * started, which creates its socket file a moment before it listens (default false).
+   */
+  readonly retryRefused?: boolean;
   /** After this many calls in a row time out, the client closes itself with reason 'timeouts' (default 3). */
   readonly breakAfterTimeouts?: number;
   readonly log?: Logger;
@@ -193,7 +198,10 @@ export class QmpClient implements QmpExecutor {
       this.resolveClosed = resolve;
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.shutdown('socket-error', err));
+    // A reset or broken pipe is the peer going away (QEMU killed with our request unread), like EOF.
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      this.shutdown(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'eof' : 'socket-error', err),
+    );
     socket.on('close', () => this.shutdown('eof', null));
   }
 
@@ -204,13 +212,18 @@ export class QmpClient implements QmpExecutor {
     const deadline = Date.now() + timeoutMs;
     let stage = 'connecting';
     const made: { client: QmpClient | null } = { client: null };
-    const socket =
-      'path' in target ? net.connect({ path: target.path }) : net.connect({ host: target.host, port: target.port, noDelay: true });
-    // Until the client owns the socket, a failure must not surface as an unhandled 'error'.
-    socket.on('error', () => undefined);
+    const open = (): net.Socket => {
+      const s = 'path' in target ? net.connect({ path: target.path }) : net.connect({ host: target.host, port: target.port, noDelay: true });
+      // Until the client owns the socket, a failure must not surface as an unhandled 'error'.
+      s.on('error', () => undefined);
+      return s;
+    };
+    let socket = open();
     let timer: NodeJS.Timeout | undefined;
+    let gaveUp = false;
     const overall = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
+        gaveUp = true;
         const hint = stage === 'waiting for the greeting' ? '; another client may hold the monitor (QEMU serves one at a time)' : '';
         reject(
           new QmpTimeoutError('connect', name, timeoutMs, `QMP connect to ${name} timed out after ${timeoutMs} ms while ${stage}${hint}`),
@@ -218,10 +231,24 @@ export class QmpClient implements QmpExecutor {
       }, timeoutMs);
     });
     const steps = async (): Promise<QmpClient> => {
-      await new Promise<void>((resolve, reject) => {
-        socket.once('connect', resolve);
-        socket.once('error', reject);
-      });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await new Promise<void>((resolve, reject) => {
+            socket.once('connect', resolve);
+            socket.once('error', reject);
+          });
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          // Retries end when the deadline fires: the caller then gets the QmpTimeoutError.
+          const retry = opts.retryRefused === true && (code === 'ECONNREFUSED' || code === 'ENOENT');
+          if (!retry || gaveUp) throw err;
+          stage = `connecting (attempt ${attempt + 1}, the socket refused: ${code})`;
+          await new Promise((r) => setTimeout(r, 25));
+          if (gaveUp) throw err;
+          socket = open();
+        }
+      }
       stage = 'waiting for the greeting';
       const c = new QmpClient(socket, target, opts);
       made.client = c;
@@ -428,11 +455,9 @@ export class QmpClient implements QmpExecutor {
     const queue: QmpEvent[] = [];
     let failure: Error | null = null;
     let done = false;
-    let wake: (() => void) | null = null;
+    const wakers: Array<() => void> = [];
     const poke = (): void => {
-      const w = wake;
-      wake = null;
-      w?.();
+      for (const w of wakers.splice(0)) w();
     };
     const stop = (): void => {
       done = true;
@@ -464,9 +489,7 @@ export class QmpClient implements QmpExecutor {
           if (e !== undefined) return { value: e, done: false };
           if (failure !== null) throw failure;
           if (done) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
+          await new Promise<void>((resolve) => wakers.push(resolve));
         }
       },
       return: (): Promise<IteratorResult<QmpEvent>> => {
@@ -521,7 +544,9 @@ export class QmpClient implements QmpExecutor {
       this.protocolError(`sent a JSON ${Array.isArray(msg) ? 'array' : typeof msg} where an object belongs`);
       return;
     }
-    if (this.greetingValue === null) {
+    // Seen with QEMU 7.2 under load: a connection accepted very early (the monitor runs in its own
+    // I/O thread) can get an event such as RESUME before the greeting. Keep it; it is still an event.
+    if (this.greetingValue === null && typeof msg['event'] !== 'string') {
       const g = parseGreeting(msg);
       if (g === null) {
         this.protocolError(`did not start with a QMP greeting (first message: ${line.slice(0, 80)})`);
