@@ -55,6 +55,11 @@ export interface MigrationRequest {
   /** 'shared': both sites see the disk; 'mirror': copy it to the destination first (NBD). */
   readonly storage: 'shared' | 'mirror';
   readonly policy: MigrationPolicy;
+  /**
+   * The executor's admission cap for this migration (its split of the link's migration share), Mbps.
+   * Absent: the link's spare bandwidth, bandwidthMbps × (1 − foregroundShare). A driver never exceeds either.
+   */
+  readonly bandwidthCapMbps?: number;
 }
 
 export type MigrationPhase =
@@ -119,6 +124,11 @@ export interface MigrationHandle {
   readonly done: Promise<MigrationOutcome>;
   /** Stop, leaving the VM running at the source. Idempotent; resolves once the source runs again. */
   abort(reason: string): Promise<void>;
+  /**
+   * Changes the bandwidth cap while it runs (admission re-splits a link's share when migrations start or end).
+   * Optional: a driver without it keeps the cap it started with.
+   */
+  setBandwidthCap?(capMbps: number): Promise<void>;
 }
 
 /** What the hypervisors say about a VM's instances, for reconciling after a restart. */
