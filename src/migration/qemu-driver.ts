@@ -112,7 +112,7 @@ function specOn(host: QemuHost, spec: Omit<QemuVmSpec, 'qmpPath' | 'serialLogPat
 }
 
 async function monitorOf(spec: QemuVmSpec, log: Logger): Promise<{ client: QmpClient; mon: QemuMonitor }> {
-  const client = await QmpClient.connect({ path: spec.qmpPath }, { connectTimeoutMs: 5000, defaultTimeoutMs: 10_000, log });
+  const client = await QmpClient.connect({ path: spec.qmpPath }, { connectTimeoutMs: 5000, defaultTimeoutMs: 10_000, retryRefused: true, log });
   return { client, mon: new QemuMonitor(client, `${spec.name} (${spec.qmpPath})`) };
 }
 
