@@ -112,6 +112,7 @@ describe('QEMU driver across an emulated WAN link (80 ms, 100 Mbit/s)', { timeou
       await new Promise((r) => setTimeout(r, 250));
     }
     const nearAfter = await connectRttMs(tb, 'west', GUEST_IP);
-    assert.ok(nearAfter < 10, `from west the guest answers locally after the move (${nearAfter} ms)`);
+    // Local means no WAN round trip; a TCG guest on a busy machine still takes a few ms to accept.
+    assert.ok(nearAfter < RTT_MS / 2, `from west the guest answers locally after the move (${nearAfter} ms, ${farBefore} ms before)`);
   });
 });
