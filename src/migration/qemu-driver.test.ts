@@ -154,11 +154,14 @@ describe('QEMU driver (real guests under TCG, loopback)', { timeout: 600_000 }, 
   it('abort() mid-way leaves the guest running at the source only, and a second abort is harmless', async () => {
     await boot('vm-abort');
     // 8 Mbit/s: 128 MiB takes over two minutes, so the abort lands mid-way.
-    const h = await driver.start(request('vm-abort', { link: { rttMs: 1, bandwidthMbps: 10, foregroundShare: 0.2, lossPct: 0 } }));
+    const h = await driver.start(request('vm-abort', { link: { rttMs: 1, bandwidthMbps: 10, foregroundShare: 0.2, lossPct: 0 }, bandwidthCapMbps: 6 }));
     for await (const p of h.progress()) if (p.phase === 'precopy' && p.transferredBytes > 1024 * 1024) break;
+    await h.setBandwidthCap?.(4);
     await Promise.all([h.abort('operator cancelled'), h.abort('twice')]);
     const out = await h.done;
     assert.equal(out.status, 'aborted');
+    assert.deepEqual(out.settings.filter((c) => c.name === 'max-bandwidth').map((c) => c.value), [1_000_000, 750_000, 500_000],
+      'link spare, then admission cap at start, then the live re-split');
     assert.equal(out.reason, 'operator cancelled');
     assert.deepEqual(out.runningAt, A);
     assert.equal(driver.instanceAt(vmId('vm-abort'), B), null, 'no copy at the destination');

@@ -299,8 +299,15 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
   function runMigration(req: MigrationRequest, src: QemuHost, dst: QemuHost, srcRec: InstanceRecord): MigrationHandle {
     const feed = new ProgressFeed();
     const startedMs = opts.clock.nowMs();
-    const settings = chooseSettings(req.link, req.shape, req.policy, { cpuFreeCores: opts.cpuFreeCores?.() ?? 1 });
-    const choices: SettingChoice[] = [...settings.choices];
+    const tuned = chooseSettings(req.link, req.shape, req.policy, { cpuFreeCores: opts.cpuFreeCores?.() ?? 1 });
+    const choices: SettingChoice[] = [...tuned.choices];
+    const capBytesPerS = (mbps: number): number => Math.max(1, Math.floor((mbps * 1e6) / 8));
+    let settings = tuned;
+    if (req.bandwidthCapMbps !== undefined && capBytesPerS(req.bandwidthCapMbps) < tuned.maxBandwidthBytesPerS) {
+      settings = { ...tuned, maxBandwidthBytesPerS: capBytesPerS(req.bandwidthCapMbps) };
+      choices.push({ name: 'max-bandwidth', value: settings.maxBandwidthBytesPerS, reason: `admission's share of the link for this migration: ${req.bandwidthCapMbps} Mbit/s` });
+    }
+    let liveMon: QemuMonitor | null = null;
     const stallTaken: StallAction[] = [];
     let phase: MigrationPhase = 'preparing';
     const currentPhase = (): MigrationPhase => phase;
@@ -356,6 +363,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
 
       try {
         s = await monitorOf(srcRec.spec, log);
+        liveMon = s.mon;
         const st = await s.mon.queryStatus();
         if (st.status !== 'running') throw new AppError('MIGRATION_SOURCE_NOT_RUNNING', `${req.vm} at ${req.from.siteId} is ${st.status}, not running`);
         snapshot({});
@@ -409,6 +417,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
           await sleep(20);
           info = await s.mon.queryMigrate();
         }
+        liveMon = null;
         await s.client.close();
         s = null;
         // The source copy is stale from here on: release it (its disk too when the destination has its own).
@@ -613,6 +622,13 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         abortWake?.();
         abortPromise = done.then(() => undefined);
         return abortPromise;
+      },
+      async setBandwidthCap(capMbps: number): Promise<void> {
+        const bytes = Math.min(tuned.maxBandwidthBytesPerS, capBytesPerS(capMbps));
+        settings = { ...settings, maxBandwidthBytesPerS: bytes };
+        choices.push({ name: 'max-bandwidth', value: bytes, reason: `admission re-split the link: ${capMbps} Mbit/s for this migration` });
+        // Applied to the running stream (the mirror keeps its start speed); a finished one has nothing to cap.
+        if (liveMon !== null) await liveMon.setMigrationParameters({ 'max-bandwidth': bytes }).catch((e: Error) => log.warn('could not change the bandwidth cap', { job: req.jobId, error: e.message }));
       },
     };
     return handle;
