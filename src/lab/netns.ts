@@ -46,7 +46,7 @@ export function runCommand(argv: readonly string[], opts: CommandOptions = {}): 
         resolve({ stdout, stderr, code: 0 });
         return;
       }
-      const e = err as NodeJS.ErrnoException & { code?: number | string; signal?: string | null; killed?: boolean };
+      const e = err as Error & { code?: number | string; signal?: string | null; killed?: boolean };
       const cmd = argv.join(' ');
       if (e.code === 'ENOENT') {
         reject(new AppError('COMMAND_MISSING', `Cannot run ${cmd}: ${file} is not installed (${hintFor(file)})`, { cause: err }));

@@ -418,7 +418,7 @@ export async function tcpTransfer(
           try {
             resolve(JSON.parse(out.slice(0, nl)) as Record<string, unknown>);
           } catch (e) {
-            reject(e as Error);
+            reject(e instanceof Error ? e : new Error(String(e)));
           }
         }
       });
