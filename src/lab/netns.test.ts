@@ -156,6 +156,39 @@ describe('NetnsRun', { skip }, () => {
     }
   });
 
+  it('cleanupOnSignals() removes the run when its owner gets Ctrl-C (SIGINT), and exits 130', async () => {
+    const script = `
+      import { NetnsRun, cleanupOnSignals } from ${JSON.stringify(NETNS_JS)};
+      const run = NetnsRun.create({ stateDir: ${JSON.stringify(dir)} });
+      const ns = await run.addNamespace('ctrlc');
+      run.spawnIn(ns, ['sleep', '600']);
+      cleanupOnSignals(() => run.destroy());
+      process.stdout.write(JSON.stringify({ runId: run.runId }) + '\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const { runId } = await new Promise<{ runId: string }>((resolve, reject) => {
+        let out = '';
+        let err = '';
+        child.stdout.setEncoding('utf8').on('data', (d: string) => {
+          out += d;
+          if (out.includes('\n')) resolve(JSON.parse(out) as { runId: string });
+        });
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+        child.once('exit', (code) => reject(new Error(`child exited ${String(code)}: ${err}`)));
+      });
+      assert.equal((await listNamespaces()).filter((n) => n.startsWith(nsPrefix(runId))).length, 1);
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGINT');
+      assert.equal(await exited, 130);
+      assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(nsPrefix(runId))), []);
+      assert.ok(!existsSync(registryPath(dir, runId)));
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
   it('refuses clearly when not root', () => {
     const script = `
       import { NetnsRun } from ${JSON.stringify(NETNS_JS)};

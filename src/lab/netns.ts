@@ -659,3 +659,30 @@ export function listRuns(opts: { stateDir?: string } = {}): LeftoverRun[] {
     .filter((r): r is RunRecord => r !== null)
     .map((record) => ({ runId: record.runId, record, ownerAlive: record.owner.pid > 0 && isProcessAlive(record.owner.pid, record.owner.startTicks) }));
 }
+
+/**
+ * On SIGINT, SIGTERM or SIGHUP runs `cleanup` once (e.g. `() => run.destroy()`), then exits with
+ * 128 + the signal number. A second signal while cleaning up is ignored; SIGKILL is what
+ * findLeftoverRuns() is for. Returns a function that removes the handlers.
+ */
+export function cleanupOnSignals(cleanup: () => Promise<unknown>, opts: { timeoutMs?: number } = {}): () => void {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+  let running = false;
+  const handler = (sig: NodeJS.Signals): void => {
+    if (running) return;
+    running = true;
+    const code = 128 + (numbers[sig] ?? 0);
+    const timer = setTimeout(() => process.exit(code), opts.timeoutMs ?? 15_000);
+    cleanup()
+      .catch((e: unknown) => process.stderr.write(`cleanup after ${sig} failed: ${(e as Error).message}\n`))
+      .finally(() => {
+        clearTimeout(timer);
+        process.exit(code);
+      });
+  };
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of sigs) process.on(s, handler);
+  return () => {
+    for (const s of sigs) process.off(s, handler);
+  };
+}

@@ -7,12 +7,16 @@ interface Case {
   name: string;
   rttMs: number;
   rateMbps: number;
+  /** a second flow west→east at the same time */
+  bothWays?: boolean;
 }
 
 const CASES: Case[] = [
   { name: 'unlimited, no delay (relay forwards at once)', rttMs: 0, rateMbps: 0 },
   { name: 'unlimited, 4 ms RTT (every datagram queued on the timer)', rttMs: 4, rateMbps: 0 },
   { name: '100 Mbit/s, 80 ms RTT', rttMs: 80, rateMbps: 100 },
+  { name: '100 Mbit/s, 80 ms RTT, a flow each way at once', rttMs: 80, rateMbps: 100, bothWays: true },
+  { name: 'unlimited, 4 ms RTT, a flow each way at once', rttMs: 4, rateMbps: 0, bothWays: true },
 ];
 
 async function main(): Promise<void> {
@@ -23,7 +27,10 @@ async function main(): Promise<void> {
     try {
       const s0 = await tb.stats();
       const t0 = performance.now();
-      const r = await tcpTransfer(tb, 'east', 'west', { seconds });
+      const [r, back] = await Promise.all([
+        tcpTransfer(tb, 'east', 'west', { seconds, port: 5201 }),
+        c.bothWays === true ? tcpTransfer(tb, 'west', 'east', { seconds, port: 5202 }) : Promise.resolve(null),
+      ]);
       const wallMs = performance.now() - t0;
       const s1 = await tb.stats();
       const cpuMs = s1.cpuUserMs + s1.cpuSystemMs - (s0.cpuUserMs + s0.cpuSystemMs);
@@ -36,7 +43,8 @@ async function main(): Promise<void> {
           rateMbps: c.rateMbps,
           tcpMbps: Math.round(r.mbps * 10) / 10,
           steadyMbps: Math.round(r.steadyMbps * 10) / 10,
-          intact: r.intact,
+          intact: r.intact && (back?.intact ?? true),
+          ...(back === null ? {} : { backTcpMbps: Math.round(back.mbps * 10) / 10, backSteadyMbps: Math.round(back.steadyMbps * 10) / 10 }),
           relayCpuPct: Math.round((100 * cpuMs) / wallMs),
           relayUsPerPacket: Math.round(((cpuMs * 1000) / Math.max(1, packets)) * 10) / 10,
           packets,

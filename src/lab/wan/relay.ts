@@ -338,7 +338,15 @@ export class WanRelay implements RelayControl {
         return;
       }
       dir.enqueue(o.departMs, msg);
-      this.wake(o.departMs);
+      if (this.timerAtMs <= now + EARLY_MS) {
+        // Busy: datagrams arrive faster than timers get their turn; send what is due now.
+        if (this.timer !== null) clearTimeout(this.timer);
+        this.timer = null;
+        this.timerAtMs = Infinity;
+        this.flushDue(now, now + EARLY_MS);
+      } else {
+        this.wake(o.departMs);
+      }
     });
     sock.on('error', () => {
       // Receive-side errors (none expected on an unconnected UDP socket) must not crash the relay.
@@ -356,7 +364,11 @@ export class WanRelay implements RelayControl {
     this.timer = null;
     this.timerAtMs = Infinity;
     const now = performance.now();
-    const limit = now + EARLY_MS;
+    this.flushDue(now, now + EARLY_MS);
+  };
+
+  /** Sends every datagram due by limitMs, then arms the timer for the next one. */
+  private flushDue(now: number, limit: number): void {
     let next = Infinity;
     for (const d of this.dirs) {
       if (d.pending === 0) continue;
@@ -364,7 +376,7 @@ export class WanRelay implements RelayControl {
       if (n < next) next = n;
     }
     if (next !== Infinity) this.wake(next);
-  };
+  }
 
   private find(a: string, b: string): Direction {
     const d = this.byPair.get(`${a}\u0000${b}`);
