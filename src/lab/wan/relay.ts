@@ -339,11 +339,9 @@ export class WanRelay implements RelayControl {
       }
       dir.enqueue(o.departMs, msg);
       if (this.timerAtMs <= now + EARLY_MS) {
-        // Busy: datagrams arrive faster than timers get their turn; send what is due now.
-        if (this.timer !== null) clearTimeout(this.timer);
-        this.timer = null;
-        this.timerAtMs = Infinity;
-        this.flushDue(now, now + EARLY_MS);
+        // Busy: datagrams arrive faster than timers get their turn. Send what is due from here;
+        // the pending timer (due now) re-arms for the rest when it fires, so no timer churn.
+        this.sendDue(now, now + EARLY_MS);
       } else {
         this.wake(o.departMs);
       }
@@ -364,18 +362,19 @@ export class WanRelay implements RelayControl {
     this.timer = null;
     this.timerAtMs = Infinity;
     const now = performance.now();
-    this.flushDue(now, now + EARLY_MS);
+    const next = this.sendDue(now, now + EARLY_MS);
+    if (next !== Infinity) this.wake(next);
   };
 
-  /** Sends every datagram due by limitMs, then arms the timer for the next one. */
-  private flushDue(now: number, limit: number): void {
+  /** Sends every datagram due by limitMs; returns the next departure time (Infinity: none). */
+  private sendDue(now: number, limit: number): number {
     let next = Infinity;
     for (const d of this.dirs) {
       if (d.pending === 0) continue;
       const n = d.flush(now, limit);
       if (n < next) next = n;
     }
-    if (next !== Infinity) this.wake(next);
+    return next;
   }
 
   private find(a: string, b: string): Direction {
