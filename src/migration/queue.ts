@@ -62,7 +62,7 @@ export interface Admission {
   readonly recap: readonly { readonly id: string; readonly capMbps: number }[];
   readonly waiting: readonly { readonly id: string; readonly reason: WaitReason }[];
   /** Queued jobs that can never start: a dependency failed or is not part of their plan. */
-  readonly drop: readonly { readonly id: string; readonly vm: VmId; readonly reason: string }[];
+  readonly drop: readonly { readonly id: string; readonly dependsOn: VmId; readonly reason: string }[];
 }
 
 /** Benefit per second of migration; a free move ranks by the sign of its benefit. */
@@ -141,22 +141,22 @@ export function admit(input: AdmissionInput): Admission {
   let inFlight = input.running.length;
 
   const eff = effectiveRatios(input.queued);
-  const drop: { id: string; vm: VmId; reason: string }[] = [];
+  const drop: { id: string; dependsOn: VmId; reason: string }[] = [];
   const waiting: { id: string; reason: WaitReason }[] = [];
   const eligible: QueuedJob[] = [];
   for (const q of input.queued) {
     let blocked = false;
-    let dropped: string | null = null;
+    let dropped: { dependsOn: VmId; reason: string } | null = null;
     for (const dep of q.after) {
       const k = `${q.planId}\u0000${dep}`;
       const f = finished.get(k);
       if (f === true) continue;
-      if (f === false && !inPlan.has(k)) dropped = `the move of ${dep} it waits for did not complete`;
-      else if (f === undefined && !inPlan.has(k)) dropped = `it waits for ${dep}, which plan ${q.planId} does not move`;
+      if (f === false && !inPlan.has(k)) dropped = { dependsOn: dep, reason: `the move of ${dep} it waits for did not complete` };
+      else if (f === undefined && !inPlan.has(k)) dropped = { dependsOn: dep, reason: `it waits for ${dep}, which plan ${q.planId} does not move` };
       else blocked = true;
       if (dropped !== null) break;
     }
-    if (dropped !== null) drop.push({ id: q.id, vm: q.vm, reason: dropped });
+    if (dropped !== null) drop.push({ id: q.id, ...dropped });
     else if (blocked) waiting.push({ id: q.id, reason: 'dependency' });
     else eligible.push(q);
   }

@@ -391,7 +391,10 @@ export class SimWorld {
     }
     const dst = this.instanceAt(req.vm, req.to);
     if (dst === undefined || (dst.state !== 'running' && dst.state !== 'paused')) {
-      throw new AppError('MIGRATION_FINISH_IMPOSSIBLE', `${what}: the destination is ${dst?.state ?? 'absent'}`);
+      // The migration may have moved on since it was inspected (aborted on its deadline): decide again.
+      const src = this.instanceAt(req.vm, req.from);
+      const retryable = src !== undefined && (src.state === 'running' || src.state === 'paused');
+      throw new AppError('MIGRATION_FINISH_IMPOSSIBLE', `${what}: the destination is ${dst?.state ?? 'absent'} (source ${src?.state ?? 'absent'})`, { retryable });
     }
     if (dst.state === 'paused' && this.cut.has(linkIdOf(req.from.siteId, req.to.siteId))) {
       // A post-copy that lost its link waits for the pages still at the source.
@@ -406,12 +409,17 @@ export class SimWorld {
     const what = `Cannot roll back migration ${req.jobId} of ${req.vm}`;
     const m = this.active.get(req.vm);
     if (m !== undefined && m.req.jobId === req.jobId && !m.ended) {
-      if (m.switched) throw new AppError('MIGRATION_ROLLBACK_IMPOSSIBLE', `${what}: the guest already runs at the destination (${m.phase})`);
+      if (m.switched) {
+        throw new AppError('MIGRATION_ROLLBACK_IMPOSSIBLE', `${what}: the guest already runs at the destination (${m.phase})`, { retryable: true });
+      }
       await this.abort(m, 'rolled back by reconciliation');
     }
     const src = this.instanceAt(req.vm, req.from);
     if (src === undefined || src.state === 'incoming') {
-      throw new AppError('MIGRATION_ROLLBACK_IMPOSSIBLE', `${what}: the source is ${src?.state ?? 'absent'}`);
+      // The migration may have completed since it was inspected: decide again.
+      const dst = this.instanceAt(req.vm, req.to);
+      const retryable = dst !== undefined && (dst.state === 'running' || dst.state === 'paused');
+      throw new AppError('MIGRATION_ROLLBACK_IMPOSSIBLE', `${what}: the source is ${src?.state ?? 'absent'} (destination ${dst?.state ?? 'absent'})`, { retryable });
     }
     src.state = 'running';
     this.remove(req.vm, req.to);
