@@ -169,6 +169,44 @@ describe('WanRelay (in-process, on loopback)', () => {
     assert.ok(d >= 8.9 && d < 20, `after the change: ${d} ms`);
   });
 
+  it('with jitter spreads the delays over delay ± jitter (and may reorder), delivering every datagram', async () => {
+    await relay.setLink('a', 'b', { delayMs: 20, jitterMs: 5, rateMbps: 0, lossPct: 0 }, 'forward');
+    b.got = [];
+    const sent: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      sent.push(send(a, listen(relay, 'a', 'b'), i));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await until(() => b.got.length === 40, 2000);
+    await relay.setLink('a', 'b', { jitterMs: 0 }, 'forward');
+    assert.equal(b.got.length, 40);
+    const delays = b.got.map((g) => g.atMs - sent[g.seq]!);
+    assert.ok(Math.min(...delays) >= 14, `min ${Math.min(...delays)}`);
+    assert.ok(Math.max(...delays) - Math.min(...delays) > 4, `spread ${Math.max(...delays) - Math.min(...delays)}`);
+    assert.deepEqual([...b.got.map((g) => g.seq)].sort((x, y) => x - y), [...Array(40).keys()]);
+  });
+
+  it('drops datagrams beyond maxInFlightPackets per direction and counts them', async () => {
+    const x = await endpoint('x');
+    const y = await endpoint('y');
+    const cfg = meshConfig([x, y], [[0, 1, { delayMs: 50 }]]);
+    const small = await WanRelay.start({ ...cfg, maxInFlightPackets: 16 });
+    try {
+      for (let i = 0; i < 100; i++) send(x, listen(small, 'x', 'y'), i);
+      await until(() => y.got.length >= 16 && small.statsNow().directions[0]!.rxPackets === 100, 2000);
+      await new Promise((r) => setTimeout(r, 60));
+      const d = small.statsNow().directions.find((s) => s.from === 'x')!;
+      assert.equal(d.rxPackets, 100);
+      assert.equal(d.drops.inflight + d.txPackets, 100);
+      assert.ok(d.drops.inflight >= 50, `inflight drops ${d.drops.inflight}`);
+      assert.equal(y.got.length, d.txPackets);
+    } finally {
+      await small.close();
+      x.sock.close();
+      y.sock.close();
+    }
+  });
+
   it('refuses an unknown link or a bad parameter and changes nothing', async () => {
     await assert.rejects(relay.setLink('a', 'zz', { delayMs: 1 }), (e: unknown) => e instanceof AppError && e.code === 'LINK_UNKNOWN' && /links: a-b, a-c/.test(e.message));
     await assert.rejects(relay.setLink('b', 'c', { delayMs: 1 }), /no such link/);
