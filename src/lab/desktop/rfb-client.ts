@@ -75,6 +75,9 @@ export interface RfbLiveStats {
   error: string | null;
 }
 
+/** Big-endian u32 (Buffer#slice shares memory, so no DataView over .buffer here). */
+const readU32 = (b: Uint8Array): number => ((b[0]! << 24) >>> 0) + ((b[1]! << 16) | (b[2]! << 8) | b[3]!);
+
 const HANDSHAKE_BUFFER_BYTES = 2 * 1024 * 1024;
 const RECENT_MS = 2000;
 const MAX_MEASURE_MS = 600_000;
@@ -185,7 +188,7 @@ export class RfbClient {
         waiter = { n, resolve: () => resolve(q.take(n)) };
       });
     const reason = async (): Promise<string> => {
-      const len = new DataView((await need(4)).slice().buffer).getUint32(0);
+      const len = readU32(await need(4));
       if (len > 65536) return `(a ${len}-byte reason)`;
       return text(await need(len));
     };
@@ -194,7 +197,7 @@ export class RfbClient {
       const version = chooseVersion(server);
       socket.write(encodeVersion(version));
       if (version.minor === 3) {
-        const type = new DataView((await need(4)).slice().buffer).getUint32(0);
+        const type = readU32(await need(4));
         if (type === 0) throw new AppError('RFB_REFUSED', `The VNC server at ${where} refused the connection: ${await reason()}`);
         if (type !== SECURITY_NONE) throw new AppError('RFB_SECURITY', `The VNC server at ${where} requires security type ${type}; this viewer supports only None (1): start Xvnc with -SecurityTypes None`);
       } else {
@@ -206,7 +209,7 @@ export class RfbClient {
         }
         socket.write(Uint8Array.of(SECURITY_NONE));
         if (version.minor >= 8) {
-          const result = new DataView((await need(4)).slice().buffer).getUint32(0);
+          const result = readU32(await need(4));
           if (result !== 0) throw new AppError('RFB_REFUSED', `The VNC server at ${where} failed security type None: ${await reason()}`);
         }
       }
@@ -217,7 +220,8 @@ export class RfbClient {
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('close', onClose);
-      if (failure !== null) throw failure;
+      const failed = failure as Error | null; // set from the socket's callbacks
+      if (failed !== null) throw failed;
       const client = new RfbClient(socket, o, server, { width: head.width, height: head.height }, name, encodings, pf);
       client.start(q.length > 0 ? q.take(q.length) : null);
       await client.firstFrame(connectTimeoutMs, where);

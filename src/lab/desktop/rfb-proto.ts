@@ -301,7 +301,7 @@ export interface ParserOptions {
   encodings: readonly number[];
   /** a run of pixels to decode whenever a Raw rect covers it (the video's frame marker) */
   probe?: { x: number; y: number; count: number };
-  /** bound on bytes waiting for a complete header (default 64 KiB) */
+  /** bound on bytes left waiting for a complete header after a push (default 64 KiB) */
   maxBufferedBytes?: number;
 }
 
@@ -326,9 +326,12 @@ export class ServerMessageParser {
   private updateBytes = 0;
   private skipEvent: ServerEvent | null = null;
   private probeBuf: Uint8Array | null = null;
+  private readonly maxBuffered: number;
 
   constructor(private readonly o: ParserOptions) {
-    this.q = new ByteQueue(o.maxBufferedBytes ?? 65536);
+    // Chunks of any size go in; what stays buffered after parsing is what is bounded (see push).
+    this.q = new ByteQueue(Number.POSITIVE_INFINITY);
+    this.maxBuffered = o.maxBufferedBytes ?? 65536;
     this.width = o.width;
     this.height = o.height;
     this.bytesPerPixel = o.pixelFormat.bitsPerPixel / 8;
@@ -350,6 +353,9 @@ export class ServerMessageParser {
     const out: ServerEvent[] = [];
     // Every step that returns true consumed bytes, so this ends.
     while (this.step(out));
+    if (this.q.length > this.maxBuffered) {
+      throw new RfbProtocolError(`${this.q.length} bytes from the server wait for a message header to complete (bound ${this.maxBuffered})`);
+    }
     return out;
   }
 
