@@ -263,6 +263,15 @@ export function readRecord(stateDir: string, runId: string): RunRecord | null {
   }
 }
 
+/** Names of the namespaces `ip netns` manages (the files in /run/netns). */
+function existingNamespaceNames(): string[] {
+  try {
+    return readdirSync('/run/netns');
+  } catch {
+    return [];
+  }
+}
+
 export function newRunId(): string {
   return randomBytes(3).toString('hex');
 }
@@ -303,12 +312,17 @@ export class NetnsRun {
   static create(opts: { stateDir?: string; runId?: string; meta?: Record<string, unknown> } = {}): NetnsRun {
     assertRoot('build a lab run');
     const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
-    const runId = opts.runId ?? newRunId();
-    if (!RUN_ID_RE.test(runId)) throw new InputError('runId', runId, 'must be 6 lowercase hex digits');
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    if (readRecord(stateDir, runId) !== null) {
-      throw new AppError('RUN_EXISTS', `Cannot start run ${runId}: ${registryPath(stateDir, runId)} already exists (clean it up first)`);
-    }
+    const taken = (id: string): string | null => {
+      if (readRecord(stateDir, id) !== null) return `${registryPath(stateDir, id)} already exists`;
+      const ns = existingNamespaceNames().find((n) => n.startsWith(nsPrefix(id)));
+      return ns === undefined ? null : `namespace ${ns} already exists`;
+    };
+    let runId = opts.runId ?? newRunId();
+    if (!RUN_ID_RE.test(runId)) throw new InputError('runId', runId, 'must be 6 lowercase hex digits');
+    for (let i = 0; opts.runId === undefined && i < 10 && taken(runId) !== null; i++) runId = newRunId();
+    const why = taken(runId);
+    if (why !== null) throw new AppError('RUN_EXISTS', `Cannot start run ${runId}: ${why} (clean it up first)`);
     const rec: RunRecord = {
       version: 1,
       runId,
