@@ -1,0 +1,97 @@
+// A real desktop (TigerVNC Xvnc, xterm, the Xlib video player) and the measuring RFB viewer, both in
+// the desktop's own namespace, over loopback.
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AppError } from '../../core/errors.js';
+import { isProcessAlive, isRoot, listNamespaces, NetnsRun } from '../netns.js';
+import { startDesktop, type Desktop } from './desktop.js';
+import { missingDesktopTools } from './tools.js';
+import { formatSummary, type UpdateSummary } from './update-stats.js';
+import { startViewer, type Viewer } from './viewer.js';
+
+const skip = !isRoot() ? 'needs root (network namespaces)' : (missingDesktopTools() ?? false);
+const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('a real desktop (Xvnc) and the RFB viewer on loopback in the desktop namespace', { skip }, () => {
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'vms-desk-'));
+  let run: NetnsRun;
+  let d: Desktop;
+  let v: Viewer;
+  let text: UpdateSummary;
+
+  before(async () => {
+    run = NetnsRun.create({ stateDir });
+    d = await startDesktop({ run, name: 'loop', typingCharsPerS: 4 });
+    v = await startViewer((argv, o) => run.spawnIn(d.ns, argv, o), { host: '127.0.0.1', port: d.rfbPort, probe: d.probe });
+  });
+  after(async () => {
+    await v?.close();
+    await d?.stop().catch(() => undefined);
+    await run?.destroy();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('the viewer sees the whole 800×600 desktop over RFB 3.8', () => {
+    assert.equal(v.width, 800);
+    assert.equal(v.height, 600);
+    assert.equal(v.desktopName, 'vmshadow-loop');
+  });
+
+  it('idle: nothing on the screen changes, so at most one stray update in 2 s', async (t: TestContext) => {
+    assert.equal(d.activity.activity, 'idle');
+    await settle(300);
+    const s = await v.measure(2000);
+    t.diagnostic(`idle: ${formatSummary(s)}`);
+    assert.ok(s.updates <= 1, `${s.updates} updates`);
+  });
+
+  it('text-editing: a few small updates a second (a typed character each)', async (t: TestContext) => {
+    await d.setActivity('text-editing');
+    await settle(500);
+    text = await v.measure(3000);
+    t.diagnostic(`text-editing: ${formatSummary(text)}`);
+    assert.ok(text.updatesPerS >= 1 && text.updatesPerS <= 20, `${text.updatesPerS} updates/s`);
+    assert.ok(text.bytesPerS < 50_000, `${text.bytesPerS} B/s`);
+    // The update time is mostly the wait for the next keystroke.
+    assert.ok(text.updateMs !== null && text.updateMs.p50 >= 50, `p50 ${text.updateMs?.p50}`);
+  });
+
+  it('video: many more updates/s and bytes/s than text-editing, carrying frames only a few ms old', async (t: TestContext) => {
+    await d.setActivity('video');
+    await settle(500);
+    const video = await v.measure(3000);
+    t.diagnostic(`video: ${formatSummary(video)}`);
+    assert.ok(video.updatesPerS >= 15, `${video.updatesPerS} updates/s (video at 25 frames/s)`);
+    assert.ok(video.updatesPerS >= 2 * text.updatesPerS, `video ${video.updatesPerS} vs text ${text.updatesPerS} updates/s`);
+    assert.ok(video.bytesPerS >= 100 * text.bytesPerS, `video ${video.bytesPerS} vs text ${text.bytesPerS} B/s`);
+    // Each update carries at least the 320×240 video in 32-bit pixels.
+    assert.ok(video.bytesPerS / video.updatesPerS >= 320 * 240 * 4, `${video.bytesPerS / video.updatesPerS} B per update`);
+    assert.ok(video.frameAgeMs !== null && video.frameAgeMs.p50 < 100, `frame age p50 ${video.frameAgeMs?.p50}`);
+  });
+
+  it('the activity switch reports the current activity, the characters typed and the frames drawn', async () => {
+    const s = await d.activityStatus();
+    assert.equal(s.activity, 'video');
+    assert.equal(s.switches, 2);
+    assert.ok(s.charsTyped >= 4, `${s.charsTyped} characters`);
+    assert.ok(s.framesDrawn >= 30, `${s.framesDrawn} frames`);
+    await d.setActivity('idle');
+    assert.equal(d.info().activity, 'idle');
+    await assert.rejects(d.setActivity('gaming' as never), (e: unknown) => e instanceof AppError && /must be one of idle, text-editing, video/.test(e.message));
+  });
+
+  it('stop() ends Xvnc, the editor and the video by pid and removes the namespace and the X lock files', async () => {
+    const s = await d.activityStatus();
+    const pids = [d.xvncPid, s.editorPid, s.videoPid];
+    const display = d.display.slice(1);
+    await v.close();
+    await d.stop();
+    for (const pid of pids) assert.ok(!isProcessAlive(pid, null), `pid ${pid} still alive`);
+    assert.ok(!(await listNamespaces()).includes(d.ns));
+    assert.ok(!existsSync(`/tmp/.X${display}-lock`));
+    assert.ok(!existsSync(`/tmp/.X11-unix/X${display}`));
+  });
+});
