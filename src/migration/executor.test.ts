@@ -1,8 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { systemClock } from '../core/clock.js';
 import { siteId, vmId, type SiteId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
 import type { Move, Plan } from '../placement/plan.js';
@@ -11,7 +15,8 @@ import type { MigrationPolicy, MigrationRequest, Placement, VmShape } from './dr
 import { createExecutor, type Executor, type ExecutorEvent, type SubmitContext } from './executor.js';
 import { isTerminal, type JobRecord } from './job.js';
 import type { QueueLimits } from './queue.js';
-import { createSimDriver, SimScheduler, SimWorld } from './sim-driver.js';
+import { CRASH_VMS, worldFile } from './executor.crash-child.js';
+import { createSimDriver, realTimers, SimScheduler, SimWorld, type SimWorldState } from './sim-driver.js';
 import { createMemoryJobStore, openFileJobStore, type JobStore } from './store.js';
 
 const EU = siteId('eu-west');
@@ -356,5 +361,62 @@ describe('executor restart and reconciliation', () => {
     assert.ok(report.includes('later:queued->queued'), report.join(', '));
     assert.ok(report.some((r) => /^big:running:precopy->rolled-back$/.test(r)), report.join(', '));
     assert.equal(jobs.find((j) => j.vm === 'later')?.state.kind, 'completed');
+  });
+});
+
+describe('executor after a real kill -9', () => {
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('a manager process killed -9 mid-migration and restarted over the same files completes or rolls back every job, one copy each', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vmshadow-kill-'));
+    try {
+      const child = spawn(process.execPath, [fileURLToPath(new URL('./executor.crash-child.js', import.meta.url)), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('the child never reached pre-copy within 10 s')), 10_000);
+          let out = '';
+          child.stdout.setEncoding('utf8');
+          child.stdout.on('data', (d: string) => {
+            out += d;
+            if (/running:precopy/.test(out)) {
+              clearTimeout(timer);
+              resolve();
+            }
+          });
+          child.once('exit', (code) => {
+            clearTimeout(timer);
+            reject(new Error(`the child exited early (${code}): ${out}`));
+          });
+        });
+        await sleep(300);
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+      assert.equal(child.signalCode, 'SIGKILL');
+
+      // The hypervisors outlived the manager: their state carries on in this process.
+      const state = JSON.parse(await readFile(worldFile(dir), 'utf8')) as SimWorldState;
+      const world = SimWorld.restore({ timers: realTimers(), progressIntervalMs: 50 }, state);
+      const store = await openFileJobStore(join(dir, 'jobs'));
+      const found = await store.loadActive();
+      assert.ok(found.some((j) => j.state.kind !== 'queued'), `killed with a migration in flight: ${found.map((j) => `${j.vm}:${j.state.kind}`).join(', ')}`);
+      const ex = createExecutor({
+        driver: createSimDriver(world), store, clock: systemClock, log: silentLogger,
+        limits: { maxConcurrent: 2, maxPerLink: 2, linkBandwidthShare: 0.5 },
+      });
+      const report = await ex.reconcile();
+      assert.equal(report.length, found.length);
+      for (let i = 0; i < 400 && !ex.list().every((j) => isTerminal(j.state)); i++) await sleep(25);
+      for (const vm of Object.keys(CRASH_VMS)) {
+        assert.equal(world.runningAt(vmId(vm)).length, 1, `${vm} runs in ${world.runningAt(vmId(vm)).length} places`);
+        const jobs = await store.listByVm(vmId(vm));
+        assert.equal(jobs.length, 1);
+        assert.ok(['completed', 'rolled-back', 'aborted'].includes(jobs[0]!.state.kind), `${vm}: ${JSON.stringify(jobs[0]!.state)}`);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

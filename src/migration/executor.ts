@@ -37,6 +37,7 @@ export interface SubmitResult {
   readonly rejected: readonly { readonly vm: VmId; readonly reason: string }[];
 }
 
+/** 'job': a job changed state (a new phase included); 'progress': a snapshot arrived; 'alert': an operator must look. */
 export type ExecutorEvent =
   | { readonly type: 'job'; readonly job: JobRecord }
   | { readonly type: 'progress'; readonly job: JobRecord; readonly progress: MigrationProgress }
@@ -195,7 +196,8 @@ export function createExecutor(opts: ExecutorOptions): Executor {
         }
         return true;
       case 'emit':
-        emit(progress !== undefined ? { type: 'progress', job: rec, progress } : { type: 'job', job: rec });
+        if (progress !== undefined) emit({ type: 'progress', job: rec, progress });
+        if (progress === undefined || label(before.state) !== label(rec.state)) emit({ type: 'job', job: rec });
         return true;
       case 'start-driver':
         startDriver(live, eff.capMbps);

@@ -156,9 +156,54 @@ export interface SimWorldOptions {
   readonly prepareMs?: (req: MigrationRequest) => number;
   /** Between the switch-over and the source being released. Default 1 ms. */
   readonly releaseMs?: number;
+  /**
+   * Called after every change to instances or migrations, with the world: a test that kills the manager's
+   * process writes `exportState()` to a file here, so that the "hypervisors" outlive it (see `restore`).
+   */
+  readonly onChange?: (world: SimWorld) => void;
 }
 
-interface Instance {
+/** One migration's model state, as plain JSON. */
+export interface SimMigrationState {
+  readonly req: MigrationRequest;
+  readonly startMs: number;
+  readonly lastMs: number;
+  readonly phase: MigrationPhase;
+  readonly capMbps: number;
+  readonly prepRemainingMs: number;
+  readonly diskRemaining: number;
+  readonly roundRemaining: number;
+  readonly dirtied: number;
+  readonly round: number;
+  readonly switchRemaining: number;
+  readonly postRemaining: number;
+  readonly transferred: number;
+  readonly downtimeLimitMs: number;
+  readonly downtimeMs: number | null;
+  readonly switchStartMs: number;
+  /** null for "none yet" (Infinity does not survive JSON). */
+  readonly bestRemaining: number | null;
+  readonly bestAtMs: number;
+  readonly stallIdx: number;
+  readonly stallActions: readonly StallAction[];
+  readonly settings: readonly SettingChoice[];
+  readonly lastEmitMs: number;
+  readonly switched: boolean;
+  readonly abortReason: string | null;
+  /** When the pending release (phase completed) or abort (phase aborting) is due. */
+  readonly dueMs: number | null;
+}
+
+/** The world as plain JSON: instances, links cut, and the migrations in flight with their model state. */
+export interface SimWorldState {
+  readonly vms: readonly { readonly vm: VmId; readonly instances: readonly Instance[] }[];
+  readonly switched: readonly string[];
+  readonly jobsSeen: readonly string[];
+  readonly cut: readonly LinkId[];
+  readonly migrations: readonly SimMigrationState[];
+}
+
+export interface Instance {
   readonly placement: Placement;
   state: InstanceState;
   readonly memoryMiB: number;
@@ -199,6 +244,8 @@ interface Migration {
   lastTickMs: number;
   sameTimeTicks: number;
   ended: boolean;
+  abortReason: string | null;
+  dueMs: number | null;
   /** Set once the guest runs at the destination (post-copy or switch-over done): abort can no longer help. */
   switched: boolean;
   cancelTimer: (() => void) | null;
@@ -226,9 +273,11 @@ export class SimWorld {
   private readonly siteMemoryMiB: Readonly<Record<string, number>>;
   private readonly prepareMs: (req: MigrationRequest) => number;
   private readonly releaseMs: number;
+  private readonly onChange: ((world: SimWorld) => void) | undefined;
 
   constructor(opts: SimWorldOptions) {
     this.timers = opts.timers;
+    this.onChange = opts.onChange;
     this.progressIntervalMs = opts.progressIntervalMs ?? 1000;
     this.siteMemoryMiB = opts.siteMemoryMiB ?? {};
     this.prepareMs = opts.prepareMs ?? ((req) => 2 * req.link.rttMs + 20);
@@ -239,6 +288,61 @@ export class SimWorld {
   addVm(vm: VmId, at: Placement, memoryMiB: number): void {
     if (this.vms.has(vm)) throw new AppError('SIM_VM_EXISTS', `Cannot add ${vm}: the simulated world already has it`);
     this.vms.set(vm, [{ placement: at, state: 'running', memoryMiB }]);
+    this.changed();
+  }
+
+  /** Everything, as plain JSON. Migrations in flight bring their model state along. */
+  exportState(): SimWorldState {
+    return {
+      vms: [...this.vms].map(([vm, instances]) => ({ vm, instances: instances.map((i) => ({ ...i })) })),
+      switched: [...this.switched],
+      jobsSeen: [...this.jobsSeen],
+      cut: [...this.cut],
+      migrations: [...this.active.values()].filter((m) => !m.ended).map((m) => ({
+        req: m.req, startMs: m.startMs, lastMs: m.lastMs, phase: m.phase, capMbps: m.capMbps, prepRemainingMs: m.prepRemainingMs,
+        diskRemaining: m.diskRemaining, roundRemaining: m.roundRemaining, dirtied: m.dirtied, round: m.round,
+        switchRemaining: m.switchRemaining, postRemaining: m.postRemaining, transferred: m.transferred,
+        downtimeLimitMs: m.downtimeLimitMs, downtimeMs: m.downtimeMs, switchStartMs: m.switchStartMs,
+        bestRemaining: Number.isFinite(m.bestRemaining) ? m.bestRemaining : null, bestAtMs: m.bestAtMs, stallIdx: m.stallIdx,
+        stallActions: [...m.stallActions], settings: [...m.settings], lastEmitMs: m.lastEmitMs, switched: m.switched,
+        abortReason: m.abortReason, dueMs: m.dueMs,
+      })),
+    };
+  }
+
+  /**
+   * A world from `exportState()`: the hypervisors as they stood, their migrations carrying on from where the
+   * state left them (the time in between is made up at the next wake-up, as QEMU would have kept going).
+   */
+  static restore(opts: SimWorldOptions, state: SimWorldState): SimWorld {
+    const w = new SimWorld(opts);
+    for (const v of state.vms) w.vms.set(v.vm, v.instances.map((i) => ({ ...i })));
+    for (const j of state.switched) w.switched.add(j);
+    for (const j of state.jobsSeen) w.jobsSeen.add(j);
+    for (const l of state.cut) w.cut.add(l);
+    for (const s of state.migrations) {
+      let resolveDone!: (o: MigrationOutcome) => void;
+      const done = new Promise<MigrationOutcome>((r) => {
+        resolveDone = r;
+      });
+      const m: Migration = {
+        ...s, stallActions: [...s.stallActions], settings: [...s.settings],
+        link: linkIdOf(s.req.from.siteId, s.req.to.siteId), rateBpms: (s.capMbps * 1e6) / 8 / 1000,
+        totalBytes: (s.req.storage === 'mirror' ? s.req.shape.diskGiB * GiB : 0) + s.req.shape.memoryMiB * MiB,
+        bestRemaining: s.bestRemaining ?? Infinity, lastTickMs: -1, sameTimeTicks: 0, ended: false, cancelTimer: null,
+        subscribers: new Set(), done, resolveDone,
+      };
+      w.active.set(m.req.vm, m);
+      const due = s.dueMs ?? w.timers.nowMs();
+      if (m.phase === 'completed') w.armRelease(m, due);
+      else if (m.phase === 'aborting') w.armAbortEnd(m, due, s.abortReason ?? 'aborted');
+      else w.schedule(m);
+    }
+    return w;
+  }
+
+  private changed(): void {
+    this.onChange?.(this);
   }
 
   /** Every instance of a VM with its state (absent ones are not listed). */
@@ -340,7 +444,7 @@ export class SimWorld {
         { name: 'post-copy', value: req.policy.postCopyAllowed, reason: req.policy.postCopyAllowed ? 'allowed by policy, used only on a stall' : 'not allowed by policy' },
         { name: 'storage', value: req.storage, reason: req.storage === 'mirror' ? `${fmtMiB(diskBytes)} of disk copied first` : 'shared storage' },
       ],
-      lastEmitMs: now, lastTickMs: -1, sameTimeTicks: 0, ended: false, switched: false, cancelTimer: null, subscribers: new Set(), done, resolveDone,
+      lastEmitMs: now, lastTickMs: -1, sameTimeTicks: 0, ended: false, abortReason: null, dueMs: null, switched: false, cancelTimer: null, subscribers: new Set(), done, resolveDone,
     };
     this.jobsSeen.add(req.jobId);
     this.active.set(req.vm, m);
@@ -437,11 +541,13 @@ export class SimWorld {
     if (i !== undefined) i.state = state;
     else list.push({ placement: at, state, memoryMiB });
     this.vms.set(vm, list);
+    this.changed();
   }
 
   private setState(vm: VmId, at: Placement, state: InstanceState): void {
     const i = this.instanceAt(vm, at);
     if (i !== undefined) i.state = state;
+    this.changed();
   }
 
   private remove(vm: VmId, at: Placement): void {
@@ -450,6 +556,7 @@ export class SimWorld {
     const rest = list.filter((i) => !samePlace(i.placement, at));
     if (rest.length > 0) this.vms.set(vm, rest);
     else this.vms.delete(vm);
+    this.changed();
   }
 
   private remainingBytes(m: Migration): number {
@@ -587,10 +694,27 @@ export class SimWorld {
     this.switched.add(m.req.jobId);
     this.setState(m.req.vm, m.req.from, 'postmigrate');
     this.setState(m.req.vm, m.req.to, 'running');
+    this.armRelease(m, t + this.releaseMs);
+  }
+
+  private armRelease(m: Migration, atMs: number): void {
     m.cancelTimer?.();
-    m.cancelTimer = this.timers.at(t + this.releaseMs, () => {
+    m.dueMs = atMs;
+    m.cancelTimer = this.timers.at(atMs, () => {
       this.remove(m.req.vm, m.req.from);
       this.end(m, 'completed', null);
+    });
+  }
+
+  private armAbortEnd(m: Migration, atMs: number, reason: string): void {
+    m.cancelTimer?.();
+    m.abortReason = reason;
+    m.dueMs = atMs;
+    m.cancelTimer = this.timers.at(atMs, () => {
+      m.cancelTimer = null;
+      this.setState(m.req.vm, m.req.from, 'running');
+      this.remove(m.req.vm, m.req.to);
+      this.end(m, 'aborted', `${reason}; the VM runs at the source ${m.req.from.siteId}`);
     });
   }
 
@@ -685,6 +809,7 @@ export class SimWorld {
     // Compared as `now >= due` with the same sum schedule() used, so float rounding cannot skip a due snapshot.
     if (phaseOf(m) !== before || now >= m.lastEmitMs + this.progressIntervalMs) this.emit(m);
     if (phaseOf(m) !== 'completed') this.schedule(m);
+    this.changed();
   }
 
   private schedule(m: Migration): void {
@@ -707,12 +832,8 @@ export class SimWorld {
     m.phase = 'aborting';
     this.emit(m);
     // Cancelling at the source and stopping the destination take about one round trip.
-    m.cancelTimer = this.timers.at(this.timers.nowMs() + Math.max(1, m.req.link.rttMs), () => {
-      m.cancelTimer = null;
-      this.setState(m.req.vm, m.req.from, 'running');
-      this.remove(m.req.vm, m.req.to);
-      this.end(m, 'aborted', `${reason}; the VM runs at the source ${m.req.from.siteId}`);
-    });
+    this.armAbortEnd(m, this.timers.nowMs() + Math.max(1, m.req.link.rttMs), reason);
+    this.changed();
     return m.done.then(() => undefined);
   }
 
@@ -747,6 +868,7 @@ export class SimWorld {
     m.cancelTimer?.();
     m.cancelTimer = null;
     if (this.active.get(m.req.vm) === m) this.active.delete(m.req.vm);
+    this.changed();
     this.emit(m);
     for (const s of m.subscribers) {
       s.closed = true;
