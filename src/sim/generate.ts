@@ -46,6 +46,35 @@ const NEXT_ACTIVITY: Readonly<Record<SimActivity, readonly (readonly [SimActivit
 
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 
+/** The RTT between two AWS regions: the mean of the two directions of the (slightly asymmetric) measured matrix. */
+export function regionRttMs(data: LatencyData, a: string, b: string): number {
+  const x = data.regionRttMs.get(a)?.get(b);
+  const y = data.regionRttMs.get(b)?.get(a);
+  return ((x ?? y ?? 0) + (y ?? x ?? 0)) / 2;
+}
+
+/**
+ * A fixed-line user's access RTT from their country to the country a region stands in: the RIPE Atlas
+ * country-pair mean; within one country the intra-country mean clamped to [2, 30] ms. Undefined when the
+ * data has no such pair.
+ */
+export function accessRttMs(data: LatencyData, country: string, region: RegionInfo): number | undefined {
+  if (country === region.country) {
+    const intra = data.countryRttMs.get(`${country}|${country}`);
+    return Math.min(ACCESS_MAX_MS, Math.max(ACCESS_MIN_MS, intra ?? ACCESS_MIN_MS));
+  }
+  return data.countryRttMs.get(`${country}|${region.country}`);
+}
+
+/**
+ * A user's RTT to a site (ms, one decimal): access from their country to their home region, plus that
+ * region's measured RTT to the site's region, plus `extraMs` (e.g. a mobile network). The generator and
+ * the lab both place users this way.
+ */
+export function userSiteRttMs(data: LatencyData, country: string, home: RegionInfo, siteRegion: string, extraMs = 0): number {
+  return round1((accessRttMs(data, country, home) ?? 0) + extraMs + regionRttMs(data, home.region, siteRegion));
+}
+
 /** Picks n regions spread over the world: farthest-first from a seeded start. */
 function pickRegions(data: LatencyData, n: number, rng: Rng): RegionInfo[] {
   const regions = AWS_REGIONS.filter((r) => data.regionRttMs.has(r.region));
@@ -93,21 +122,11 @@ export function generateScenario(data: LatencyData, opts: GenerateOptions): Reco
       sites.push({ id: k === 0 ? info.region : `${info.region}-z${k + 1}`, info });
     }
   }
-  const regionRtt = (a: string, b: string): number => {
-    const x = data.regionRttMs.get(a)?.get(b);
-    const y = data.regionRttMs.get(b)?.get(a);
-    return ((x ?? y ?? 0) + (y ?? x ?? 0)) / 2;
-  };
+  const regionRtt = (a: string, b: string): number => regionRttMs(data, a, b);
   const siteRegions = [...new Set(sites.map((s) => s.info.region))];
 
   // Access RTT from a country to the country a region stands in.
-  const access = (cty: string, region: RegionInfo): number | undefined => {
-    if (cty === region.country) {
-      const intra = data.countryRttMs.get(`${cty}|${cty}`);
-      return Math.min(ACCESS_MAX_MS, Math.max(ACCESS_MIN_MS, intra ?? ACCESS_MIN_MS));
-    }
-    return data.countryRttMs.get(`${cty}|${region.country}`);
-  };
+  const access = (cty: string, region: RegionInfo): number | undefined => accessRttMs(data, cty, region);
   // Each country's home region among the cloud's regions: the one it reaches fastest.
   const countriesByHome = new Map<string, (readonly [string, number, number])[]>();
   for (const c of COUNTRY_CENTRES) {
@@ -124,7 +143,7 @@ export function generateScenario(data: LatencyData, opts: GenerateOptions): Reco
   }
   const regionInfo = (r: string): RegionInfo => AWS_REGIONS.find((x) => x.region === r)!;
   const userRtt = (cty: string, home: string, extraMs: number): number[] =>
-    sites.map((s) => round1((access(cty, regionInfo(home)) ?? 0) + extraMs + regionRtt(home, s.info.region)));
+    sites.map((s) => userSiteRttMs(data, cty, regionInfo(home), s.info.region, extraMs));
 
   interface UserDraft { id: string; name: string; country: string; lat: number; lon: number; network: string; rttMs: number[]; home: string }
   const placeUser = (id: string, home: string): UserDraft => {
