@@ -224,6 +224,9 @@ export class ActivityGenerator {
       [o.tools.xterm, '-T', title, '-geometry', `${e.cols}x${e.rows}+${e.x}+${e.y}`, '-fn', 'fixed', '+sb', '-e', 'sh', '-c', 'exec cat > /dev/null'],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    // Nobody reads the editor's output (a font warning at most): drain it so xterm never blocks on a full pipe.
+    editor.child.stdout?.resume();
+    editor.child.stderr?.resume();
     let video: SpawnedProcess | null = null;
     try {
       const found = await runTool(o.spawn, env, [o.tools.xdotool, 'search', '--sync', '--name', `^${title}$`], timeoutMs, 'the editor window');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AppError } from '../../core/errors.js';
 import { isProcessAlive, isRoot, listNamespaces, NetnsRun } from '../netns.js';
-import { startDesktop, type Desktop } from './desktop.js';
+import { attachDesktop, startDesktop, type Desktop } from './desktop.js';
 import { missingDesktopTools } from './tools.js';
 import { formatSummary, type UpdateSummary } from './update-stats.js';
 import { startViewer, type Viewer } from './viewer.js';
@@ -93,5 +93,31 @@ describe('a real desktop (Xvnc) and the RFB viewer on loopback in the desktop na
     assert.ok(!(await listNamespaces()).includes(d.ns));
     assert.ok(!existsSync(`/tmp/.X${display}-lock`));
     assert.ok(!existsSync(`/tmp/.X11-unix/X${display}`));
+  });
+});
+
+describe('a desktop started in a given namespace (a site namespace)', { skip }, () => {
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'vms-desk-'));
+  let run: NetnsRun;
+  after(async () => {
+    await run?.destroy();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('serves RFB there, cannot be attached elsewhere, and stop() leaves the namespace in place', async () => {
+    run = NetnsRun.create({ stateDir });
+    const siteNs = await run.addNamespace('site');
+    const d = await startDesktop({ run, name: 'insite', ns: siteNs, width: 640, height: 400 });
+    try {
+      assert.equal(d.ns, siteNs);
+      const v = await startViewer((argv, o) => run.spawnIn(siteNs, argv, o), { host: '127.0.0.1', port: d.rfbPort });
+      assert.deepEqual([v.width, v.height], [640, 400]);
+      await v.close();
+      await assert.rejects(attachDesktop(d, siteNs), (e: unknown) => e instanceof AppError && e.code === 'DESKTOP_SHARED_NS');
+    } finally {
+      await d.stop();
+    }
+    assert.ok(!isProcessAlive(d.xvncPid, null));
+    assert.ok((await listNamespaces()).includes(siteNs));
   });
 });

@@ -17,6 +17,12 @@ export interface DesktopOptions {
   run: NetnsRun;
   /** 1–11 lowercase letters or digits, starting with a letter */
   name: string;
+  /**
+   * Run in this existing namespace of the run (e.g. a site's) instead of a new `desk-<name>` one.
+   * Such a desktop is reached at that namespace's addresses and cannot be attached or moved; stop()
+   * leaves the namespace.
+   */
+  ns?: string;
   /** its address (CIDR) on the network it joins, like '10.77.0.50/24'; needed by attachDesktop */
   address?: string;
   width?: number;
@@ -83,6 +89,8 @@ export class Desktop {
     private readonly xvncStartTicks: number | null,
     private readonly lockFiles: string[],
     readonly activity: ActivityGenerator,
+    /** the namespace was made for this desktop (and goes with it) */
+    readonly ownsNs: boolean,
   ) {}
 
   /** The outer end of the desktop's veth (in the site namespace it is attached to). */
@@ -145,7 +153,7 @@ export class Desktop {
       }
       // A killed Xvnc leaves its lock and socket behind; they were recorded only once they were ours.
       for (const f of this.lockFiles) rmSync(f, { force: true });
-      await this.run.deleteNamespace(this.ns).catch((e: unknown) => errors.push(`namespace ${this.ns}: ${(e as Error).message}`));
+      if (this.ownsNs) await this.run.deleteNamespace(this.ns).catch((e: unknown) => errors.push(`namespace ${this.ns}: ${(e as Error).message}`));
       this.siteNow = null;
       if (errors.length > 0) throw new AppError('DESKTOP_STOP', `Stopping desktop ${this.name} left problems: ${errors.join('; ')}`);
     })();
@@ -207,12 +215,16 @@ export async function startDesktop(o: DesktopOptions): Promise<Desktop> {
   const tools = o.tools ?? (await ensureDesktopTools());
   const timeoutMs = o.startTimeoutMs ?? 15_000;
   const run = o.run;
-  const ns = await run.addNamespace(`desk-${o.name}`);
+  const ownsNs = o.ns === undefined;
+  if (o.ns !== undefined && !o.ns.startsWith(`vms-${run.runId}-`)) throw new InputError('ns', o.ns, `must be a namespace of run ${run.runId}`);
+  const ns = o.ns ?? (await run.addNamespace(`desk-${o.name}`));
   let xvnc: SpawnedProcess | null = null;
   const lockFiles: string[] = [];
   try {
-    await run.sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
-    await run.sysctl(ns, 'net.ipv6.conf.default.disable_ipv6', '1');
+    if (ownsNs) {
+      await run.sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
+      await run.sysctl(ns, 'net.ipv6.conf.default.disable_ipv6', '1');
+    }
     xvnc = run.spawnIn(
       ns,
       [tools.xvnc, '-displayfd', '3', '-geometry', `${width}x${height}`, '-depth', '24', '-SecurityTypes', 'None', '-rfbport', String(rfbPort), '-nolisten', 'tcp', '-AlwaysShared', '-desktop', `vmshadow-${o.name}`],
@@ -244,10 +256,10 @@ export async function startDesktop(o: DesktopOptions): Promise<Desktop> {
       ...(o.typingCharsPerS === undefined ? {} : { typingCharsPerS: o.typingCharsPerS }),
       ...(o.initialActivity === undefined ? {} : { initial: o.initialActivity }),
     });
-    return new Desktop(run, o.name, ns, o.address ?? null, `:${displayNo}`, rfbPort, width, height, video, xvnc, startTicks, lockFiles, activity);
+    return new Desktop(run, o.name, ns, o.address ?? null, `:${displayNo}`, rfbPort, width, height, video, xvnc, startTicks, lockFiles, activity, ownsNs);
   } catch (e) {
     if (xvnc !== null && xvnc.child.exitCode === null) xvnc.child.kill('SIGKILL');
-    await run.deleteNamespace(ns).catch(() => undefined);
+    if (ownsNs) await run.deleteNamespace(ns).catch(() => undefined);
     for (const f of lockFiles) if (existsSync(f)) rmSync(f, { force: true });
     throw e;
   }
@@ -274,6 +286,7 @@ async function runIpNetnsExec(ns: string, argv: string[]): Promise<string> {
  * is moved (moveDesktop). `siteNs` must belong to the desktop's run.
  */
 export async function attachDesktop(d: Desktop, siteNs: string, bridge = 'br0', opts: { checkAddress?: string; timeoutMs?: number } = {}): Promise<AttachResult> {
+  if (!d.ownsNs) throw new AppError('DESKTOP_SHARED_NS', `Cannot attach desktop ${d.name}: it runs in ${d.ns}, not in a namespace of its own`);
   const cur = d.site;
   if (cur !== null) return moveDesktop(d, siteNs, { bridge, ...opts });
   if (d.address === null) throw new InputError('address', null, `desktop ${d.name} has no address to use on ${siteNs}'s bridge (start it with an address)`);
