@@ -11,7 +11,9 @@
 //   node dist/src/testing/stream-check.js client --host H --port P [--seconds S] [--interval-ms I]
 //        [--frame-bytes B] [--window-bytes W] [--stream-id N] [--progress-ms M] [--stall-timeout-ms T]
 // Each prints JSON lines: the echo server {"event":"listening",...}; the client {"event":"connected"},
-// {"event":"progress",...} every M ms, and finally {"event":"result",...}.
+// {"event":"progress",...} every M ms, and finally {"event":"result",...}. SIGTERM makes the client stop
+// sending early and finish as if its time were up.
+import type { ChildProcess } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { crc32 } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
@@ -160,6 +162,8 @@ export interface StreamCheckOptions {
   /** end with 'timeout' when nothing is verified for this long while frames are outstanding (default 30 s) */
   stallTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** stops sending early (then half-closes and waits for the rest, as at the end of durationMs) */
+  stop?: AbortSignal;
   onConnect?: () => void;
   onProgress?: (p: StreamProgress) => void;
   progressMs?: number;
@@ -290,6 +294,10 @@ export function runStreamCheck(o: StreamCheckOptions): Promise<StreamCheckResult
       t0 = performance.now();
       lastProgressAt = t0;
       timers.push(setTimeout(stopSending, o.durationMs));
+      if (o.stop !== undefined) {
+        if (o.stop.aborted) setImmediate(stopSending);
+        else o.stop.addEventListener('abort', stopSending, { once: true });
+      }
       if (intervalMs > 0) {
         sendOne();
         timers.push(setInterval(() => {
@@ -412,6 +420,70 @@ export async function startEchoServer(o: { host?: string; port?: number } = {}):
 }
 
 // ---------------------------------------------------------------------------------------------
+// A client started as a process (inside a namespace): its JSON lines as promises
+
+/** The path of this module once built, for `node STREAM_CHECK client|echo …` in a namespace. */
+export const STREAM_CHECK = fileURLToPath(import.meta.url);
+
+export interface StreamClientWatch {
+  /** resolves when the client is connected; rejects if it ends first */
+  readonly connected: Promise<void>;
+  /** the latest progress line, if any */
+  progress(): StreamProgress | null;
+  /** resolves with the result line; rejects if the process exits without one or after `timeoutMs` */
+  readonly result: Promise<StreamCheckResult>;
+}
+
+export function watchStreamClient(child: ChildProcess, timeoutMs: number): StreamClientWatch {
+  let latest: StreamProgress | null = null;
+  let err = '';
+  let onConnected: () => void = () => undefined;
+  let failConnected: (e: Error) => void = () => undefined;
+  const connected = new Promise<void>((res, rej) => {
+    onConnected = res;
+    failConnected = rej;
+  });
+  connected.catch(() => undefined);
+  const result = new Promise<StreamCheckResult>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`stream client: no result within ${timeoutMs} ms; stderr: ${err.slice(-500) || '(none)'}`));
+    }, timeoutMs);
+    let buf = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000);
+    });
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let o: { event?: string } & Record<string, unknown>;
+        try {
+          o = JSON.parse(line) as typeof o;
+        } catch {
+          continue;
+        }
+        if (o.event === 'connected') onConnected();
+        else if (o.event === 'progress') latest = o as unknown as StreamProgress;
+        else if (o.event === 'result') {
+          clearTimeout(timer);
+          onConnected();
+          resolve(o as unknown as StreamCheckResult);
+        }
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const e = new Error(`stream client exited (${String(code)}) without a result; stderr: ${err.slice(-500) || '(none)'}`);
+      failConnected(e);
+      reject(e);
+    });
+  });
+  return { connected, progress: () => latest, result };
+}
+
+// ---------------------------------------------------------------------------------------------
 // CLI
 
 async function main(argv: string[]): Promise<void> {
@@ -444,7 +516,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === 'client') {
+    // SIGTERM: stop sending, take back what is in flight, print the result.
+    const stop = new AbortController();
+    process.on('SIGTERM', () => stop.abort());
     const r = await runStreamCheck({
+      stop: stop.signal,
       host: v.host, port: Number(v.port), durationMs: Number(v.seconds) * 1000,
       intervalMs: Number(v['interval-ms']), frameBytes: Number(v['frame-bytes']), windowBytes: Number(v['window-bytes']),
       ...(v['stream-id'] === undefined ? {} : { streamId: Number(v['stream-id']) }),
