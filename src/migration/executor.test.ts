@@ -107,6 +107,33 @@ describe('executor with the sim driver', () => {
     assert.equal(j1.capMbps, 20);
   });
 
+  it('forwards progress snapshots as events, and keeps only keepFinished ended jobs in memory (the store keeps all)', async () => {
+    const sched = new SimScheduler({ auto: true });
+    const { world, ctx } = cloud(sched, { 'vm-1': {}, 'vm-2': {}, 'vm-3': {} });
+    const store = createMemoryJobStore();
+    let n = 0;
+    const ex = createExecutor({
+      driver: createSimDriver(world), store, clock: sched, log: silentLogger, limits: { ...LIMITS, maxConcurrent: 1 },
+      newId: () => `job-${++n}`, keepFinished: 1,
+    });
+    const progress: number[] = [];
+    ex.events.on((e) => e.type === 'progress' && e.job.id === 'job-1' && progress.push(e.progress.transferredBytes));
+    await ex.submit(plan([move('vm-1', { benefit: 3 }), move('vm-2', { benefit: 2 }), move('vm-3', { benefit: 1 })]), ctx());
+    await new Promise<void>((resolve) => {
+      const off = ex.events.on(() => {
+        if (ex.get('job-3')?.state.kind === 'completed') {
+          off();
+          resolve();
+        }
+      });
+    });
+    await ex.settled();
+    assert.ok(progress.length > 5, `${progress.length} snapshots`);
+    assert.ok(progress.every((b, i) => i === 0 || b >= progress[i - 1]!));
+    assert.deepEqual(ex.list().map((j) => j.id), ['job-3']);
+    assert.equal((await store.get('job-1'))?.state.kind, 'completed');
+  });
+
   it('keeps to the per-link and global limits while it works through a queue', async () => {
     const sched = new SimScheduler({ auto: true });
     const names = ['vm-1', 'vm-2', 'vm-3', 'vm-4', 'vm-5', 'vm-6'];

@@ -65,6 +65,8 @@ export interface ExecutorOptions {
   readonly newId?: () => string;
   /** How many times a finish or roll-back that failed retryably is re-decided from a fresh inspect. Default 3. */
   readonly reconcileAttempts?: number;
+  /** Ended jobs kept in memory for list()/get() (the store keeps them all). Default 1000. */
+  readonly keepFinished?: number;
 }
 
 export interface Executor {
@@ -102,7 +104,7 @@ export function createExecutor(opts: ExecutorOptions): Executor {
   const newId = opts.newId ?? (() => `mig-${globalThis.crypto.randomUUID()}`);
   const maxAttempts = opts.reconcileAttempts ?? 3;
   const jobs = new Map<string, Live>();
-  const finished: FinishedJob[] = [];
+  let finished: FinishedJob[] = [];
   const listeners = new Set<(e: ExecutorEvent) => void>();
   const inflight = new Set<Promise<unknown>>();
   let halted = false;
@@ -176,6 +178,7 @@ export function createExecutor(opts: ExecutorOptions): Executor {
       if (s.kind === 'completed') log.info('migration completed', { ...fields, to: live.record.move.to });
       else if (s.kind === 'failed' || s.kind === 'rolled-back') log.error('migration ended without moving the VM', fields);
       else log.info('migration ended', fields);
+      prune();
       schedulePump();
     }
     return true;
@@ -221,6 +224,18 @@ export function createExecutor(opts: ExecutorOptions): Executor {
         emit({ type: 'alert', job: rec, message: eff.message });
         return true;
     }
+  };
+
+  /** Bounds memory in a long-lived manager: old ended jobs leave, and outcomes no queued job waits on. */
+  const prune = (): void => {
+    const ended = [...jobs.values()].filter((l) => isTerminal(l.record.state));
+    const excess = ended.length - (opts.keepFinished ?? 1000);
+    if (excess > 0) {
+      ended.sort((a, b) => a.record.updatedAtMs - b.record.updatedAtMs);
+      for (const l of ended.slice(0, excess)) jobs.delete(l.record.id);
+    }
+    const waiting = new Set([...jobs.values()].filter((l) => l.record.state.kind === 'queued').map((l) => l.record.planId));
+    if (finished.length > 100) finished = finished.filter((f) => waiting.has(f.planId));
   };
 
   const settleSides = (live: Live, action: 'finish' | 'roll-back'): void => {

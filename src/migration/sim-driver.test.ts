@@ -89,7 +89,7 @@ describe('sim driver follows the pre-copy model of placement/cost.ts', () => {
     const h = await createSimDriver(world).start(req);
     const phases = (await collect(h.progress())).map((p) => p.phase);
     const out = await h.done;
-    assert.deepEqual([...new Set(phases)], ['mirroring-disk', 'precopy', 'completed']);
+    assert.deepEqual([...new Set(phases)], ['preparing', 'mirroring-disk', 'precopy', 'completed']);
     assert.equal(out.transferredBytes, 0.25 * 1024 * MiB + 64 * MiB);
   });
 

@@ -1,6 +1,16 @@
 // A simulated MigrationDriver: instances and migrations live in a SimWorld (the "hypervisors"), moved by the
 // same pre-copy model as placement/cost.ts, on an injected clock. Used by the simulator, by tests, and by
 // anything that wants the executor's behaviour without QEMU.
+//
+// The model, per migration: preparing (2 RTTs + 20 ms), the disk when storage is mirrored, then pre-copy
+// rounds at the bandwidth cap — round 1 sends all memory, each later round what the guest dirtied meanwhile
+// (dirty rate × round time, at most the working set) — until a round fits the downtime limit, which is sent
+// with the guest paused (the downtime). A stall is remaining bytes not falling for stallTimeoutMs, watched
+// from round 2 on (the first pass always advances); the policy's stall actions are taken in order, the last
+// repeating; one that cannot apply (a raise at the ceiling, post-copy not allowed) passes to the next, and if
+// the last cannot, the migration is aborted. Post-copy moves the guest to the destination after a pause of
+// one RTT and pulls the rest; from then on abort cannot bring it back (abort() then waits for the end). The
+// deadline aborts anything not yet in post-copy. Aborts take one RTT and leave the VM running at the source.
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
@@ -196,14 +206,14 @@ export interface SimMigrationState {
 
 /** The world as plain JSON: instances, links cut, and the migrations in flight with their model state. */
 export interface SimWorldState {
-  readonly vms: readonly { readonly vm: VmId; readonly instances: readonly Instance[] }[];
+  readonly vms: readonly { readonly vm: VmId; readonly instances: readonly SimInstance[] }[];
   readonly switched: readonly string[];
   readonly jobsSeen: readonly string[];
   readonly cut: readonly LinkId[];
   readonly migrations: readonly SimMigrationState[];
 }
 
-export interface Instance {
+export interface SimInstance {
   readonly placement: Placement;
   state: InstanceState;
   readonly memoryMiB: number;
@@ -263,7 +273,7 @@ const fmtMiB = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
 
 export class SimWorld {
   readonly timers: SimTimers;
-  private readonly vms = new Map<VmId, Instance[]>();
+  private readonly vms = new Map<VmId, SimInstance[]>();
   private readonly active = new Map<VmId, Migration>();
   /** Jobs whose switch-over completed (what QEMU's query-migrate at the source would say). */
   private readonly switched = new Set<string>();
@@ -531,7 +541,7 @@ export class SimWorld {
 
   // ---- the model -----------------------------------------------------------------------------------------------
 
-  private instanceAt(vm: VmId, at: Placement): Instance | undefined {
+  private instanceAt(vm: VmId, at: Placement): SimInstance | undefined {
     return (this.vms.get(vm) ?? []).find((i) => samePlace(i.placement, at));
   }
 
@@ -924,7 +934,8 @@ export class SimWorld {
   private subscribe(m: Migration): AsyncIterable<MigrationProgress> {
     return {
       [Symbol.asyncIterator]: (): AsyncIterator<MigrationProgress> => {
-        const s: Subscriber = { queue: [], wake: null, closed: m.ended };
+        // A new subscriber starts with where the migration stands now.
+        const s: Subscriber = { queue: m.ended ? [] : [this.snapshot(m)], wake: null, closed: m.ended };
         if (!m.ended) m.subscribers.add(s);
         return {
           next: async (): Promise<IteratorResult<MigrationProgress>> => {
