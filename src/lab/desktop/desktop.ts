@@ -5,7 +5,6 @@
 // its display traffic takes the VM's network path; when the VM migrates, moveDesktop() re-homes the
 // veth's outer end onto the new site's bridge (README.md in this folder).
 import { performance } from 'node:perf_hooks';
-import type { Readable } from 'node:stream';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { AppError, InputError } from '../../core/errors.js';
 import { isProcessAlive, processStartTicks, runIp, type NetnsRun, type SpawnedProcess } from '../netns.js';
@@ -178,25 +177,63 @@ function positiveInt(v: number, field: string, max: number): number {
   return v;
 }
 
-/** Reads the display number Xvnc writes to its -displayfd. */
-function readDisplay(fd: Readable | null | undefined, child: SpawnedProcess, timeoutMs: number, stderr: () => string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new AppError('DESKTOP_START', `Xvnc (pid ${child.pid}) reported no display within ${timeoutMs} ms; stderr: ${stderr() || '(none)'}`)), timeoutMs);
-    fd?.setEncoding('utf8');
-    fd?.on('data', (d: string) => {
-      buf += d;
-      const m = /^(\d+)\n/.exec(buf);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
+interface XvncStarted {
+  xvnc: SpawnedProcess;
+  displayNo: number;
+  startTicks: number | null;
+  lockFiles: string[];
+}
+
+const lockOf = (n: number): string => `/tmp/.X${n}-lock`;
+const socketOf = (n: number): string => `/tmp/.X11-unix/X${n}`;
+
+/**
+ * Starts Xvnc on a free display. Not -displayfd: that skips the lock file, and an X server in a
+ * namespace would then pick :0 and replace the socket file of any :0 on the machine. Instead a random
+ * display in 100–999 with neither lock nor socket file; the lock (which Xvnc takes with O_EXCL)
+ * settles races with other servers, and a lost race is retried on another number.
+ */
+async function startXvnc(run: NetnsRun, ns: string, args: readonly string[], xvncPath: string, timeoutMs: number): Promise<XvncStarted> {
+  const tried: string[] = [];
+  for (let attempt = 0; attempt < 6; attempt++) {
+    let n = 100 + Math.floor(Math.random() * 900);
+    for (let k = 0; k < 50 && (existsSync(lockOf(n)) || existsSync(socketOf(n))); k++) n = 100 + Math.floor(Math.random() * 900);
+    const xvnc = run.spawnIn(ns, [xvncPath, `:${n}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    xvnc.child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-4096);
+    });
+    const closed = new Promise<void>((r) => xvnc.child.once('close', () => r()));
+    // Later output must not fill a pipe and block Xvnc.
+    xvnc.child.stdout?.resume();
+    const until = Date.now() + timeoutMs;
+    let owned = false;
+    while (Date.now() < until && xvnc.child.exitCode === null && xvnc.child.signalCode === null) {
+      try {
+        owned = Number(readFileSync(lockOf(n), 'utf8').trim()) === xvnc.pid && existsSync(socketOf(n));
+      } catch {
+        owned = false;
       }
-    });
-    child.child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new AppError('DESKTOP_START', `Xvnc exited (code ${String(code)}) before its display was ready: ${stderr() || '(no output)'}`));
-    });
-  });
+      if (owned) break;
+      await sleep(25);
+    }
+    if (owned) {
+      const lockFiles = [lockOf(n), socketOf(n)];
+      for (const f of lockFiles) run.recordFile(f);
+      return { xvnc, displayNo: n, startTicks: processStartTicks(xvnc.pid), lockFiles };
+    }
+    if (xvnc.child.exitCode === null && xvnc.child.signalCode === null) {
+      xvnc.child.kill('SIGKILL');
+      throw new AppError('DESKTOP_START', `Xvnc :${n} in ${ns} did not take its display within ${timeoutMs} ms; stderr: ${stderr.trim() || '(none)'}`);
+    }
+    // Its last words (why it exited) arrive with 'close'.
+    await Promise.race([closed, sleep(2000)]);
+    if (!/already active|Cannot establish any listening sockets|lock/i.test(stderr)) {
+      throw new AppError('DESKTOP_START', `Xvnc :${n} in ${ns} exited (code ${String(xvnc.child.exitCode)}) while starting: ${stderr.trim().split('\n').slice(-5).join(' | ') || '(no output)'}`);
+    }
+    tried.push(`:${n}`);
+  }
+  throw new AppError('DESKTOP_START', `Cannot find a free X display for Xvnc in ${ns}: ${tried.join(', ')} were taken meanwhile`);
 }
 
 /** Starts Xvnc and the activity generator in a new namespace of `run`; on failure removes what it made. */
@@ -225,26 +262,20 @@ export async function startDesktop(o: DesktopOptions): Promise<Desktop> {
       await run.sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
       await run.sysctl(ns, 'net.ipv6.conf.default.disable_ipv6', '1');
     }
-    xvnc = run.spawnIn(
+    const started = await startXvnc(
+      run,
       ns,
-      [tools.xvnc, '-displayfd', '3', '-geometry', `${width}x${height}`, '-depth', '24', '-SecurityTypes', 'None', '-rfbport', String(rfbPort), '-nolisten', 'tcp', '-AlwaysShared', '-desktop', `vmshadow-${o.name}`],
-      { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] },
+      ['-geometry', `${width}x${height}`, '-depth', '24', '-SecurityTypes', 'None', '-rfbport', String(rfbPort), '-nolisten', 'tcp', '-AlwaysShared', '-desktop', `vmshadow-${o.name}`],
+      tools.xvnc,
+      timeoutMs,
     );
+    xvnc = started.xvnc;
+    lockFiles.push(...started.lockFiles);
+    const { displayNo, startTicks } = started;
     let stderr = '';
-    xvnc.child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    xvnc.child.stderr?.on('data', (d: string) => {
       stderr = (stderr + d).slice(-4096);
     });
-    // Later output must not fill the pipe and block Xvnc.
-    xvnc.child.stdout?.resume();
-    const displayNo = await readDisplay(xvnc.child.stdio[3] as Readable | null, xvnc, timeoutMs, () => stderr.trim());
-    const startTicks = processStartTicks(xvnc.pid);
-    const lock = `/tmp/.X${displayNo}-lock`;
-    try {
-      if (Number(readFileSync(lock, 'utf8').trim()) === xvnc.pid) lockFiles.push(lock, `/tmp/.X11-unix/X${displayNo}`);
-    } catch {
-      /* no lock file: nothing to clean */
-    }
-    for (const f of lockFiles) run.recordFile(f);
     await waitListening(ns, rfbPort, timeoutMs, () => stderr.trim());
     const activity = await ActivityGenerator.start({
       display: `:${displayNo}`,
