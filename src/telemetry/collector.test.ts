@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { VmId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
-import { encodeNetflow5, type V5Record } from '../testing/flow-encoders.js';
+import { encodeIpfix, encodeNetflow5, type TemplateSpec, type V5Record } from '../testing/flow-encoders.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type CollectorOptions, type VmWindow } from './collector.js';
 import type { FlowRecord } from './flow.js';
 import { createInventory, parseInventory } from './inventory.js';
@@ -117,6 +117,80 @@ describe('CollectorCore', () => {
     for (let i = 0; i < 5000; i++) c.addRecord(flow(i * 10, i), 0);
     assert.ok(c.bufferedFlows <= 500);
     assert.ok(c.stats.earlyFlushes > 0 && windows.length > 0);
+  });
+});
+
+describe('CollectorCore windows', () => {
+  const two = (): { c: CollectorCore; windows: VmWindow[] } => {
+    const windows: VmWindow[] = [];
+    const c = new CollectorCore({
+      ...DEFAULT_COLLECTOR_OPTIONS, windowMs: 1000, graceMs: 1000, log: silentLogger, onWindow: (w) => windows.push(w),
+      inventory: createInventory([{ vm: 'vm-a' as VmId, ips: ['10.0.0.1'] }, { vm: 'vm-b' as VmId, ips: ['10.0.0.2', '2001:db8::2'] }]),
+    });
+    return { c, windows };
+  };
+  const between = (src: string, dst: string, lastMs: number, srcPort: number): FlowRecord => ({ ...flow(lastMs), srcAddr: src, dstAddr: dst, srcPort });
+
+  it('gives each VM its own records in arrival order when they interleave, and a record between two VMs to both', () => {
+    const { c, windows } = two();
+    const sent = [
+      between('10.0.0.1', '198.51.100.1', 100, 1), between('2001:db8::2', '2001:db8::99', 200, 2), between('10.0.0.1', '198.51.100.1', 300, 3),
+      between('10.0.0.1', '10.0.0.2', 400, 4), between('198.51.100.7', '10.0.0.2', 500, 5), between('198.51.100.7', '198.51.100.8', 600, 6),
+    ];
+    for (const r of sent) c.addRecord(r, 0);
+    c.tick(0, true);
+    assert.deepEqual(windows.map((w) => [w.vm, w.startMs, w.endMs, w.merged]), [['vm-a', 0, 1000, 0], ['vm-b', 0, 1000, 0]]);
+    assert.deepEqual(windows[0]!.flows, [sent[0], sent[2], sent[3]]);
+    assert.deepEqual(windows[1]!.flows, [sent[1], sent[3], sent[4]]);
+    assert.equal(windows[1]!.flows, windows[1]!.flows, 'made once, then the same array');
+    assert.equal(c.stats.unattributed, 1);
+  });
+
+  it('keeps windows of different periods apart, oldest emitted first', () => {
+    const { c, windows } = two();
+    c.addRecord(between('10.0.0.1', '198.51.100.1', 2500, 1), 0);
+    c.addRecord(between('10.0.0.1', '198.51.100.1', 500, 2), 0);
+    c.addRecord(between('10.0.0.2', '198.51.100.1', 2600, 3), 0);
+    c.tick(3000);
+    assert.deepEqual(windows.map((w) => [w.vm, w.startMs, w.flows.map((f) => f.srcPort)]), [['vm-a', 0, [2]]]);
+    c.tick(5000);
+    assert.deepEqual(windows.slice(1).map((w) => [w.vm, w.startMs, w.flows.map((f) => f.srcPort)]), [['vm-a', 2000, [1]], ['vm-b', 2000, [3]]]);
+  });
+
+  it('keeps at most 64 window periods open whatever times records carry, losing no record', () => {
+    const { c, windows } = two();
+    for (let i = 0; i < 500; i++) c.addRecord(between('10.0.0.1', '198.51.100.1', i * 7919 * 1000, i), 0);
+    assert.ok(c.stats.earlyFlushes > 0);
+    assert.ok(windows.length >= 500 - 64);
+    c.tick(0, true);
+    assert.equal(windows.reduce((n, w) => n + w.flows.length, 0), 500);
+  });
+
+  it('still emits the window of a VM when a cap of 0 sends every record to the per-conversation totals', () => {
+    const { c, windows } = core({ maxFlowsPerWindow: 0 });
+    c.addRecord(flow(100, 1), 0);
+    c.addRecord(flow(100, 1), 0);
+    c.tick(0, true);
+    assert.equal(windows.length, 1);
+    assert.equal(windows[0]!.merged, 2);
+  });
+
+  it('decodes a long IPFIX export the same before and after its template gets a generated reader', () => {
+    const { c, windows } = core({ windowMs: 60_000, graceMs: 60_000 });
+    const t: TemplateSpec = { id: 300, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 6, length: 1 }, { id: 1, length: 8 }, { id: 2, length: 4 }, { id: 152, length: 8 }, { id: 153, length: 8 }] };
+    const expected: FlowRecord[] = [];
+    for (let d = 0; d < 20; d++) {
+      const records = Array.from({ length: 10 }, (_, k) => {
+        const i = d * 10 + k;
+        expected.push({ exporter: 'e:1', domain: 3, srcAddr: '10.0.0.5', dstAddr: `203.0.113.${i % 250}`, srcPort: 5900, dstPort: 40000 + i, protocol: 6, bytes: 1000 + i, packets: 1 + i, firstMs: 1_700_000_000_000 + i, lastMs: 1_700_000_000_500 + i, tcpFlags: 0x18, samplingRate: 1 });
+        return ['10.0.0.5', `203.0.113.${i % 250}`, 5900, 40000 + i, 6, 0x18, 1000 + i, 1 + i, 1_700_000_000_000 + i, 1_700_000_000_500 + i];
+      });
+      c.ingest(encodeIpfix({ exportS: 1_700_000_001, sequence: d * 10, domain: 3, sets: [...(d === 0 ? [{ templates: [t] }] : []), { data: t, records }] }), 'e:1', 1_700_000_001_000);
+    }
+    c.tick(1_700_000_001_000, true);
+    assert.deepEqual(c.stats.decodeErrors, {});
+    assert.equal(c.stats.lostRecords, 0);
+    assert.deepEqual(windows.flatMap((w) => w.flows), expected);
   });
 });
 

@@ -1,7 +1,8 @@
 import type { VmId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { pickDecoder } from './decoders/index.js';
-import type { DecodeErrorKind, FlowRecord, InterfaceCounters } from './flow.js';
+import type { DecodeErrorKind, FlowDecoder, FlowRecord, InterfaceCounters } from './flow.js';
+import { FlowRows, TEXT_ADDRESS } from './flow-rows.js';
 import type { Inventory } from './inventory.js';
 import { TemplateCache } from './templates.js';
 
@@ -10,6 +11,10 @@ export interface VmWindow {
   readonly vm: VmId;
   readonly startMs: number;
   readonly endMs: number;
+  /**
+   * Made on first read: until a consumer asks, the records stay rows of numbers, shared by the windows
+   * that closed together (a window kept unread keeps those rows in memory).
+   */
   readonly flows: readonly FlowRecord[];
   /** Records folded into per-conversation totals because the window hit its record cap. */
   readonly merged: number;
@@ -79,15 +84,107 @@ interface SeqState {
   inclusive: boolean;
 }
 
-interface OpenWindow {
-  readonly vm: VmId;
-  readonly startMs: number;
-  flows: FlowRecord[];
-  merged: Map<string, FlowRecord> | null;
-  mergedCount: number;
+/** What a window period keeps for one VM beyond its record cap. */
+interface Overflow {
+  readonly byConversation: Map<string, FlowRecord>;
+  count: number;
+}
+
+/**
+ * The records of every VM for one window period, in one table of rows with the VM of each row beside
+ * it: a record costs no allocation and touches little memory; the rows are grouped by VM once, when the
+ * period closes. Its windows are handed out together; each makes its FlowRecords when first read.
+ */
+class Period {
+  readonly rows = new FlowRows(8);
+  /** The VM (inventory index) of each row. */
+  private vmOf = new Int32Array(256);
+  /** Rows kept per VM (up to the cap), grown to the highest VM index seen. */
+  private counts = new Int32Array(64);
+  /** VMs in the order of their first record here. */
+  readonly vms: number[] = [];
+  overflow: Map<number, Overflow> | null = null;
+  /** Rows plus records kept past the cap, for the collector's bound. */
+  buffered = 0;
+  /** After close(): rows grouped by VM, VM v's at [first[v], first[v] + counts[v]). */
+  private order: Int32Array | null = null;
+  private first: Int32Array | null = null;
+
+  constructor(readonly startMs: number) {}
+
+  /** Rows kept for VM vm. */
+  count(vm: number): number {
+    return vm < this.counts.length ? this.counts[vm]! : 0;
+  }
+
+  /** Appends row i of `from` as VM vm's. */
+  add(vm: number, from: FlowRows, i: number): void {
+    const row = this.rows.length;
+    this.rows.pushRow(from, i);
+    if (row >= this.vmOf.length) {
+      const next = new Int32Array(this.vmOf.length * 2);
+      next.set(this.vmOf);
+      this.vmOf = next;
+    }
+    this.vmOf[row] = vm;
+    if (vm >= this.counts.length) {
+      let n = this.counts.length * 2;
+      while (n <= vm) n *= 2;
+      const counts = new Int32Array(n);
+      counts.set(this.counts);
+      this.counts = counts;
+    }
+    if (this.counts[vm]!++ === 0) this.vms.push(vm);
+    this.buffered++;
+  }
+
+  /** Groups the rows by VM, keeping their order (a counting sort): once, as the period closes. */
+  close(): void {
+    const first = new Int32Array(this.counts.length);
+    let at = 0;
+    for (const vm of this.vms) {
+      first[vm] = at;
+      at += this.counts[vm]!;
+    }
+    const fill = first.slice();
+    const order = new Int32Array(this.rows.length);
+    for (let r = 0; r < this.rows.length; r++) order[fill[this.vmOf[r]!]!++] = r;
+    this.order = order;
+    this.first = first;
+  }
+
+  /** VM vm's records, in arrival order, as FlowRecords (after close()). */
+  records(vm: number): FlowRecord[] {
+    const out: FlowRecord[] = [];
+    const from = this.first![vm] ?? 0;
+    for (let k = from; k < from + this.count(vm); k++) out.push(this.rows.record(this.order![k]!));
+    const extra = this.overflow?.get(vm);
+    if (extra !== undefined) for (const f of extra.byConversation.values()) out.push(f);
+    return out;
+  }
+}
+
+/** A closed window; its FlowRecords are made from the period's rows when first read, and only then. */
+class ClosedWindow implements VmWindow {
+  private period: Period | null;
+  private made: FlowRecord[] | null = null;
+
+  constructor(readonly vm: VmId, readonly startMs: number, readonly endMs: number, period: Period, private readonly vmIndex: number, readonly merged: number) {
+    this.period = period;
+  }
+
+  get flows(): readonly FlowRecord[] {
+    if (this.made === null) {
+      this.made = this.period!.records(this.vmIndex);
+      this.period = null;
+    }
+    return this.made;
+  }
 }
 
 const U32 = 2 ** 32;
+/** Window periods open at once; beyond, the oldest are emitted early. Normally two or three are. */
+const MAX_OPEN_PERIODS = 64;
 
 /** The key of the one record a window folds conversations into once every merge slot is taken. */
 const OVERFLOW = 'overflow';
@@ -122,13 +219,29 @@ export class CollectorCore {
   /** The busiest addresses seen with no VM, bounded. */
   readonly unknownAddrs = new Map<string, number>();
   private readonly seq = new Map<string, SeqState>();
-  private readonly open = new Map<string, OpenWindow>();
+  /** Open window periods by start time. */
+  private readonly open = new Map<number, Period>();
+  /** The period that took the last record: most records land in the one before them. */
+  private current: Period | null = null;
   private buffered = 0;
   private readonly lastLog = new Map<string, { atMs: number; suppressed: number }>();
   private watermarkMs = 0;
+  /** The rows of the datagram being ingested, reused: decoding a datagram allocates no record. */
+  private readonly batch = new FlowRows(8);
+  /** addRecord's one-row batch. */
+  private readonly single = new FlowRows(2);
+  private readonly ctx: { exporter: string; nowMs: number; templates: TemplateCache };
+  // The last sequence key, and what it was made of: most datagrams come from the exporter before.
+  private seqKey = '';
+  private seqDecoder: FlowDecoder | null = null;
+  private seqExporter = '';
+  private seqDomain = -1;
+  /** The key last made the newest in `seq`. */
+  private seqNewest = '';
 
   constructor(private readonly o: CollectorOptions) {
     this.templates = new TemplateCache({ ttlMs: o.templateTtlMs, maxTemplates: o.maxTemplates });
+    this.ctx = { exporter: '', nowMs: 0, templates: this.templates };
   }
 
   /** Rate-limited warning: the first of a kind now, then at most one per logEveryMs with the count in between. */
@@ -153,69 +266,103 @@ export class CollectorCore {
       this.warn('unknown-format', 'dropped a datagram of no known flow format', { exporter, bytes: datagram.length, version }, nowMs);
       return;
     }
-    const res = decoder.decode(datagram, { exporter, nowMs, templates: this.templates });
+    const batch = this.batch;
+    batch.clear();
+    this.ctx.exporter = exporter;
+    this.ctx.nowMs = nowMs;
+    const res = decoder.decodeInto(datagram, this.ctx, batch);
     for (const e of res.errors) {
       this.stats.decodeErrors[e.kind] = (this.stats.decodeErrors[e.kind] ?? 0) + 1;
       this.warn(`${decoder.name}:${e.kind}`, `could not decode part of a ${decoder.name} datagram: ${e.detail}`, { exporter }, nowMs);
     }
     // Sequence numbers run per observation domain, taken from the header: a datagram with no records
     // (templates only) still advances the same counter.
-    if (res.sequence !== null && res.sequenceUnit !== null) this.track(`${decoder.name}|${exporter}|${res.domain}`, res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit);
+    if (res.sequence !== null && res.sequenceUnit !== null) {
+      if (decoder !== this.seqDecoder || exporter !== this.seqExporter || res.domain !== this.seqDomain) {
+        this.seqKey = `${decoder.name}|${exporter}|${res.domain}`;
+        this.seqDecoder = decoder;
+        this.seqExporter = exporter;
+        this.seqDomain = res.domain;
+      }
+      this.track(this.seqKey, res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit);
+    }
     for (const c of res.counters) this.o.onCounters?.(c);
-    for (const r of res.records) this.addRecord(r, nowMs);
+    this.addRows(batch, nowMs);
     this.stats.templates = this.templates.size;
     this.stats.exporters = this.seq.size;
   }
 
   private track(key: string, seq: number, advance: number, unit: 'record' | 'datagram'): void {
     const s = this.seq.get(key);
-    this.seq.delete(key); // re-insert: the map's order is recency, for the bound below
-    let inclusive = s?.inclusive ?? false;
-    if (s !== undefined) {
-      // Some exporters count the records of the datagram itself in its sequence number; learn which.
-      if (unit === 'record' && !inclusive && seq !== s.next && seq === (s.prev + advance) % U32) inclusive = true;
-      const expected = inclusive ? (s.prev + advance) % U32 : s.next;
-      const diff = (seq - expected + U32) % U32;
-      if (diff !== 0) {
-        if (diff < U32 / 2) {
-          if (unit === 'record') this.stats.lostRecords += diff;
-          else this.stats.lostDatagrams += diff;
-        } else {
-          // A late datagram: counted, and the counter stays where the newest one left it.
-          this.stats.outOfOrder++;
-          this.seq.set(key, { ...s, inclusive });
-          return;
-        }
+    if (s === undefined) {
+      this.seq.set(key, { next: (seq + advance) % U32, prev: seq, inclusive: false });
+      this.seqNewest = key;
+      while (this.seq.size > this.o.maxExporters) this.seq.delete(this.seq.keys().next().value as string);
+      return;
+    }
+    // The map's order is recency, for the bound above: re-insert unless it is the newest already.
+    if (this.seqNewest !== key) {
+      this.seq.delete(key);
+      this.seq.set(key, s);
+      this.seqNewest = key;
+    }
+    // Some exporters count the records of the datagram itself in its sequence number; learn which.
+    if (unit === 'record' && !s.inclusive && seq !== s.next && seq === (s.prev + advance) % U32) s.inclusive = true;
+    const expected = s.inclusive ? (s.prev + advance) % U32 : s.next;
+    const diff = (seq - expected + U32) % U32;
+    if (diff !== 0) {
+      if (diff < U32 / 2) {
+        if (unit === 'record') this.stats.lostRecords += diff;
+        else this.stats.lostDatagrams += diff;
+      } else {
+        // A late datagram: counted, and the counter stays where the newest one left it.
+        this.stats.outOfOrder++;
+        return;
       }
     }
-    this.seq.set(key, { next: (seq + advance) % U32, prev: seq, inclusive });
-    while (this.seq.size > this.o.maxExporters) this.seq.delete(this.seq.keys().next().value as string);
+    s.next = (seq + advance) % U32;
+    s.prev = seq;
   }
 
   /** Attributes and windows one decoded record (also the entry for sources that are not datagrams). */
   addRecord(r: FlowRecord, nowMs: number): void {
-    this.stats.records++;
-    this.o.onRecord?.(r);
-    const a = this.o.inventory.vmOfIp(r.srcAddr);
-    const b = this.o.inventory.vmOfIp(r.dstAddr);
-    if (a === undefined && b === undefined) {
-      // Counted every time; the busiest unknown sources are sampled (1 in 16) into a bounded table.
-      if ((this.stats.unattributed++ & 15) === 0) {
-        const addr = r.srcAddr;
-        const n = this.unknownAddrs.get(addr);
-        if (n !== undefined) this.unknownAddrs.set(addr, n + 16);
-        else if (this.unknownAddrs.size < 1000) this.unknownAddrs.set(addr, 16);
-      }
-      return;
-    }
-    this.stats.attributed++;
-    if (a !== undefined) this.place(a, r, nowMs);
-    if (b !== undefined && b !== a) this.place(b, r, nowMs);
+    const one = this.single;
+    one.clear();
+    one.pushRecord(r);
+    this.addRows(one, nowMs);
   }
 
-  private place(vm: VmId, r: FlowRecord, nowMs: number): void {
+  /** Attributes and windows every row of a batch. */
+  private addRows(rows: FlowRows, nowMs: number): void {
+    const n = rows.length;
+    this.stats.records += n;
+    const inv = this.o.inventory;
+    const onRecord = this.o.onRecord;
+    for (let i = 0; i < n; i++) {
+      if (onRecord !== undefined) onRecord(rows.record(i));
+      const s = rows.src(i);
+      const d = rows.dst(i);
+      const a = s === TEXT_ADDRESS ? inv.indexOfIp(rows.srcText(i)) : inv.indexOfIpv4(s);
+      const b = d === TEXT_ADDRESS ? inv.indexOfIp(rows.dstText(i)) : inv.indexOfIpv4(d);
+      if (a < 0 && b < 0) {
+        // Counted every time; the busiest unknown sources are sampled (1 in 16) into a bounded table.
+        if ((this.stats.unattributed++ & 15) === 0) {
+          const addr = rows.srcText(i);
+          const k = this.unknownAddrs.get(addr);
+          if (k !== undefined) this.unknownAddrs.set(addr, k + 16);
+          else if (this.unknownAddrs.size < 1000) this.unknownAddrs.set(addr, 16);
+        }
+        continue;
+      }
+      this.stats.attributed++;
+      if (a >= 0) this.place(a, rows, i, nowMs);
+      if (b >= 0 && b !== a) this.place(b, rows, i, nowMs);
+    }
+  }
+
+  private place(vm: number, rows: FlowRows, i: number, nowMs: number): void {
     const w = this.o.windowMs;
-    let start = Math.floor(r.lastMs / w) * w;
+    let start = Math.floor(rows.lastMs(i) / w) * w;
     if (!Number.isFinite(start) || (this.watermarkMs > 0 && start > this.watermarkMs + w + this.o.graceMs)) {
       // A time in the future (or none): it would hold a window open forever; it goes into the current one.
       this.stats.badTime++;
@@ -225,55 +372,78 @@ export class CollectorCore {
       this.stats.late++;
       start = Math.floor(Math.max(nowMs, this.watermarkMs) / w) * w;
     }
-    const key = `${vm}|${start}`;
-    let win = this.open.get(key);
-    if (win === undefined) {
-      win = { vm, startMs: start, flows: [], merged: null, mergedCount: 0 };
-      this.open.set(key, win);
+    let p = this.current;
+    if (p === null || p.startMs !== start) {
+      p = this.open.get(start) ?? null;
+      if (p === null) {
+        // Hostile times could open a period per record: the oldest go early instead.
+        if (this.open.size >= MAX_OPEN_PERIODS) this.flushOldest(nowMs, MAX_OPEN_PERIODS - 1);
+        p = new Period(start);
+        this.open.set(start, p);
+      }
+      this.current = p;
     }
-    if (win.flows.length < this.o.maxFlowsPerWindow) {
-      win.flows.push(r);
+    if (p.count(vm) < this.o.maxFlowsPerWindow) {
+      p.add(vm, rows, i);
       this.buffered++;
     } else {
       // Past the cap: one record per conversation, so a flood costs at most its number of conversations.
-      win.merged ??= new Map();
+      const r = rows.record(i);
+      p.overflow ??= new Map();
+      let o = p.overflow.get(vm);
+      if (o === undefined) {
+        o = { byConversation: new Map(), count: 0 };
+        p.overflow.set(vm, o);
+        if (p.count(vm) === 0) p.vms.push(vm); // a cap of 0: the VM's window still closes
+      }
+      const merged = o.byConversation;
       const k = convKey(r);
-      const prev = win.merged.get(k);
+      const prev = merged.get(k);
       if (prev !== undefined) {
-        win.merged.set(k, mergeInto(prev, r));
-      } else if (win.merged.size < this.o.maxFlowsPerWindow) {
-        win.merged.set(k, r);
+        merged.set(k, mergeInto(prev, r));
+      } else if (merged.size < this.o.maxFlowsPerWindow) {
+        merged.set(k, r);
         this.buffered++;
+        p.buffered++;
       } else {
         // Every slot taken by a distinct conversation: one overflow record per window keeps the totals.
-        const prev = win.merged.get(OVERFLOW);
-        win.merged.set(OVERFLOW, prev === undefined
+        const prev = merged.get(OVERFLOW);
+        merged.set(OVERFLOW, prev === undefined
           ? { ...r, srcAddr: '0.0.0.0', dstAddr: '0.0.0.0', srcPort: 0, dstPort: 0, protocol: 0 }
           : mergeInto(prev, r));
-        if (prev === undefined) this.buffered++;
+        if (prev === undefined) {
+          this.buffered++;
+          p.buffered++;
+        }
       }
-      win.mergedCount++;
+      o.count++;
       this.stats.merged++;
     }
     if (this.buffered > this.o.maxBufferedFlows) this.flushOldest(nowMs);
   }
 
-  private emit(key: string, win: OpenWindow): void {
-    this.open.delete(key);
-    const flows = win.merged === null ? win.flows : [...win.flows, ...win.merged.values()];
-    this.buffered -= flows.length;
-    this.stats.windowsEmitted++;
-    this.o.onWindow({ vm: win.vm, startMs: win.startMs, endMs: win.startMs + this.o.windowMs, flows, merged: win.mergedCount });
+  /** Hands out a period's windows, one per VM, and forgets it. Returns how many. */
+  private emit(p: Period): number {
+    this.open.delete(p.startMs);
+    if (this.current === p) this.current = null;
+    this.buffered -= p.buffered;
+    const vms = this.o.inventory.vms;
+    const endMs = p.startMs + this.o.windowMs;
+    p.close();
+    for (const vm of p.vms) {
+      this.stats.windowsEmitted++;
+      this.o.onWindow(new ClosedWindow(vms[vm]!, p.startMs, endMs, p, vm, p.overflow?.get(vm)?.count ?? 0));
+    }
+    return p.vms.length;
   }
 
-  private flushOldest(nowMs: number): void {
-    const oldest = [...this.open.entries()].sort((x, y) => x[1].startMs - y[1].startMs);
-    for (const [k, win] of oldest) {
-      if (this.buffered <= this.o.maxBufferedFlows * 0.9) break;
-      this.emit(k, win);
-      this.stats.earlyFlushes++;
+  /** Emits the oldest periods until the buffered records are under 90 % of the bound and at most maxPeriods stay open. */
+  private flushOldest(nowMs: number, maxPeriods = MAX_OPEN_PERIODS): void {
+    for (const p of [...this.open.values()].sort((x, y) => x.startMs - y.startMs)) {
+      if (this.buffered <= this.o.maxBufferedFlows * 0.9 && this.open.size <= maxPeriods) break;
+      this.stats.earlyFlushes += this.emit(p);
     }
-    this.warn('early-flush', 'emitted windows early to keep buffered records bounded', { buffered: this.buffered, max: this.o.maxBufferedFlows }, nowMs);
+    this.warn('early-flush', 'emitted windows early to keep buffered records and open windows bounded', { buffered: this.buffered, max: this.o.maxBufferedFlows, openPeriods: this.open.size }, nowMs);
   }
 
   /**
@@ -282,8 +452,8 @@ export class CollectorCore {
    */
   tick(nowMs: number, all = false): void {
     this.watermarkMs = Math.max(this.watermarkMs, nowMs);
-    for (const [k, win] of [...this.open.entries()].sort((x, y) => x[1].startMs - y[1].startMs)) {
-      if (all || win.startMs + this.o.windowMs + this.o.graceMs <= nowMs) this.emit(k, win);
+    for (const p of [...this.open.values()].sort((x, y) => x.startMs - y.startMs)) {
+      if (all || p.startMs + this.o.windowMs + this.o.graceMs <= nowMs) this.emit(p);
     }
     this.templates.expire(nowMs);
     this.stats.templates = this.templates.size;

@@ -1,5 +1,7 @@
 // What every flow decoder produces and everything downstream consumes: one unidirectional flow record.
 
+import type { FlowRows } from './flow-rows.js';
+
 export interface FlowRecord {
   /** The exporter that sent it: "address:port" of the datagram's source. */
   readonly exporter: string;
@@ -33,9 +35,8 @@ export interface DecodeError {
   readonly detail: string;
 }
 
-/** Counters a decoder reports for one datagram. */
-export interface DecodeResult {
-  readonly records: FlowRecord[];
+/** What a decoder reports for one datagram besides its records. */
+export interface DecodeSummary {
   readonly errors: DecodeError[];
   /** The header's observation domain (IPFIX), source id (v9), engine (v5) or sub-agent (sFlow); 0 without a header. */
   readonly domain: number;
@@ -49,6 +50,11 @@ export interface DecodeResult {
   readonly templatesLearned: number;
   /** sFlow counter samples, per interface (the hosts' per-VM interface counters). */
   readonly counters: InterfaceCounters[];
+}
+
+/** A datagram's records and summary. */
+export interface DecodeResult extends DecodeSummary {
+  readonly records: FlowRecord[];
 }
 
 export interface InterfaceCounters {
@@ -100,4 +106,9 @@ export interface FlowDecoder {
   /** Whether this datagram looks like this format (version field). */
   accepts(datagram: Uint8Array): boolean;
   decode(datagram: Uint8Array, ctx: DecodeContext): DecodeResult;
+  /**
+   * The same decode, appending the records to `rows` instead of making objects: the collector's path.
+   * On a decoder bug, the rows this datagram appended are taken back and the bug is reported as an error.
+   */
+  decodeInto(datagram: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeSummary;
 }

@@ -2,12 +2,20 @@ import { InputError } from '../core/errors.js';
 import type { VmId } from '../core/ids.js';
 import { arr, obj, onlyKeys, str } from '../core/validate.js';
 import { ipv6 } from './decoders/wire.js';
+import { ipv4Number } from './flow-rows.js';
+import { U32Table } from './u32-table.js';
 
 /** Which VM an address belongs to. */
 export interface Inventory {
   vmOfIp(ip: string): VmId | undefined;
   vmOfMac(mac: string): VmId | undefined;
   readonly size: number;
+  /** Every VM once; the collector keys its state by index in this list. */
+  readonly vms: readonly VmId[];
+  /** The index in `vms` of the VM with this IPv4 address (an unsigned 32-bit number), or -1: no string, no allocation. */
+  indexOfIpv4(addr: number): number;
+  /** The index in `vms` of the VM with this address as the decoders print it, or -1. */
+  indexOfIp(ip: string): number;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -45,13 +53,35 @@ export function normaliseIp(ip: string): string | null {
 }
 
 export function createInventory(entries: readonly { vm: VmId; ips?: readonly string[]; macs?: readonly string[] }[]): Inventory {
-  const byIp = new Map<string, VmId>();
+  const vms: VmId[] = [];
+  const indexOf = new Map<VmId, number>();
+  const byIp = new Map<string, number>();
+  const byIpv4 = new U32Table(entries.length);
   const byMac = new Map<string, VmId>();
   for (const e of entries) {
-    for (const ip of e.ips ?? []) byIp.set(normaliseIp(ip) ?? ip, e.vm);
+    let i = indexOf.get(e.vm);
+    if (i === undefined) {
+      i = vms.length;
+      vms.push(e.vm);
+      indexOf.set(e.vm, i);
+    }
+    for (const ip of e.ips ?? []) {
+      const text = normaliseIp(ip) ?? ip;
+      byIp.set(text, i);
+      const n = ipv4Number(text);
+      if (n >= 0) byIpv4.set(n, i);
+    }
     for (const mac of e.macs ?? []) byMac.set(mac.toLowerCase(), e.vm);
   }
-  return { vmOfIp: (ip) => byIp.get(ip), vmOfMac: (mac) => byMac.get(mac), size: entries.length };
+  const indexOfIp = (ip: string): number => byIp.get(ip) ?? -1;
+  return {
+    vmOfIp: (ip) => vms[indexOfIp(ip)],
+    vmOfMac: (mac) => byMac.get(mac),
+    size: entries.length,
+    vms,
+    indexOfIpv4: (addr) => byIpv4.get(addr),
+    indexOfIp,
+  };
 }
 
 /** Reads an inventory file: `{"vms": [{"id": "vm-1", "ips": ["10.0.0.5"], "macs": ["52:54:00:12:34:56"]}]}`. */

@@ -28,6 +28,11 @@ export class TemplateCache implements ExporterOptionsStore {
   expired = 0;
   evicted = 0;
   changed = 0;
+  // The last lookups' answers: an exporter sends data set after data set with one template, so most
+  // lookups repeat the one before. Any change to the maps starts a new generation, voiding them.
+  private gen = 0;
+  private last = { gen: -1, exporter: '', domain: 0, id: 0, t: undefined as Template | undefined };
+  private lastOptions = { gen: -1, exporter: '', domain: 0, o: undefined as ExporterOptions | undefined };
 
   constructor(private readonly opts: TemplateCacheOptions) {}
 
@@ -40,12 +45,17 @@ export class TemplateCache implements ExporterOptionsStore {
   }
 
   get(exporter: string, domain: number, templateId: number): Template | undefined {
-    return this.map.get(this.key(exporter, domain, templateId))?.t;
+    const m = this.last;
+    if (m.gen === this.gen && m.id === templateId && m.domain === domain && m.exporter === exporter) return m.t;
+    const t = this.map.get(this.key(exporter, domain, templateId))?.t;
+    this.last = { gen: this.gen, exporter, domain, id: templateId, t };
+    return t;
   }
 
   set(exporter: string, domain: number, template: Template, nowMs: number): 'new' | 'same' | 'changed' {
     const k = this.key(exporter, domain, template.id);
     const old = this.map.get(k);
+    this.gen++;
     this.map.delete(k);
     this.map.set(k, { t: template, atMs: nowMs });
     if (old === undefined) {
@@ -62,14 +72,20 @@ export class TemplateCache implements ExporterOptionsStore {
   }
 
   delete(exporter: string, domain: number, templateId: number): void {
+    this.gen++;
     this.map.delete(this.key(exporter, domain, templateId));
   }
 
   getOptions(exporter: string, domain: number): ExporterOptions | undefined {
-    return this.options.get(`${exporter}|${domain}`)?.o;
+    const m = this.lastOptions;
+    if (m.gen === this.gen && m.domain === domain && m.exporter === exporter) return m.o;
+    const o = this.options.get(`${exporter}|${domain}`)?.o;
+    this.lastOptions = { gen: this.gen, exporter, domain, o };
+    return o;
   }
 
   setOptions(exporter: string, domain: number, options: ExporterOptions, nowMs: number): void {
+    this.gen++;
     const k = `${exporter}|${domain}`;
     this.options.delete(k);
     this.options.set(k, { o: options, atMs: nowMs });
@@ -78,6 +94,7 @@ export class TemplateCache implements ExporterOptionsStore {
 
   /** Forgets templates not refreshed within the TTL. */
   expire(nowMs: number): number {
+    this.gen++;
     let n = 0;
     for (const [k, v] of this.map) {
       if (nowMs - v.atMs <= this.opts.ttlMs) break; // refresh order: the rest are newer

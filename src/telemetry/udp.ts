@@ -34,13 +34,41 @@ export interface UdpCollector {
 /** Puts a CollectorCore on a UDP socket; ticks it every tickMs so windows close on time. */
 export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: { tickMs?: number; recvBufferBytes?: number; onError?: (e: unknown) => void } = {}): Promise<UdpCollector> {
   const sock: Socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: opts.recvBufferBytes ?? 32 * 1024 * 1024 });
+  // The exporter's name, "address:port", made once per exporter rather than once per datagram: the
+  // same string object then makes the collector's per-exporter lookups cheap.
+  const names = new Map<number, { address: string; name: string }>();
+  // Datagrams are queued as they arrive and decoded together once the event loop has read what the
+  // kernel held (up to 32 per wake-up): the decoder's code and tables stay in the CPU's caches for a
+  // run of datagrams instead of being evicted by the kernel's receive path between each two.
+  const queue: Buffer[] = [];
+  const from: string[] = [];
+  let scheduled = false;
+  const drain = (): void => {
+    scheduled = false;
+    const nowMs = clock.nowMs();
+    for (let i = 0; i < queue.length; i++) {
+      try {
+        core.ingest(queue[i]!, from[i]!, nowMs);
+      } catch (e) {
+        // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
+        opts.onError?.(e);
+      }
+    }
+    queue.length = 0;
+    from.length = 0;
+  };
   sock.on('message', (msg, rinfo) => {
-    const exporter = rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}`;
-    try {
-      core.ingest(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), exporter, clock.nowMs());
-    } catch (e) {
-      // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
-      opts.onError?.(e);
+    let known = names.get(rinfo.port);
+    if (known === undefined || known.address !== rinfo.address) {
+      known = { address: rinfo.address, name: rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}` };
+      if (names.size >= 4096) names.clear();
+      names.set(rinfo.port, known);
+    }
+    queue.push(msg);
+    from.push(known.name);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
     }
   });
   try {
@@ -70,7 +98,10 @@ export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: C
     address: { host: a.address, port: a.port },
     close: () => new Promise<void>((resolve) => {
       clearInterval(timer);
-      sock.close(() => resolve());
+      sock.close(() => {
+        drain(); // what arrived before the close is decoded, not lost
+        resolve();
+      });
     }),
   };
 }

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { encodeIpfix, encodeNetflow5, encodeNetflow9, encodeSflow } from '../../testing/flow-encoders.js';
 import { decoders, ipfixDecoder, netflow5Decoder, netflow9Decoder, pickDecoder, sflowDecoder } from './index.js';
 import { addressBytes } from '../../testing/flow-encoders.js';
-import { guarded, ipv6, readUint } from './wire.js';
+import { FlowRows } from '../flow-rows.js';
+import { makeDecoder, ipv6, readUint } from './wire.js';
 
 describe('pickDecoder()', () => {
   it('picks each format by its version field', () => {
@@ -52,11 +53,19 @@ describe('wire helpers', () => {
     assert.equal(readUint(new Uint8Array(8).fill(0xff), 0, 8), Number.MAX_SAFE_INTEGER);
   });
 
-  it('turns a decoder bug into an error result instead of an exception', () => {
-    const r = guarded(() => {
+  it('turns a decoder bug into an error result instead of an exception, taking back the rows it appended', () => {
+    const buggy = makeDecoder('ipfix', () => true, (_d, ctx, rows) => {
+      rows.pushRecord({ exporter: ctx.exporter, domain: 0, srcAddr: '10.0.0.1', dstAddr: '10.0.0.2', srcPort: 1, dstPort: 2, protocol: 6, bytes: 1, packets: 1, firstMs: 0, lastMs: 0, tcpFlags: 0, samplingRate: 1 });
       throw new RangeError('offset out of bounds');
-    }, 'ipfix');
+    });
+    const ctx = { exporter: 'x', nowMs: 0, templates: { get: () => undefined, set: () => 'new' as const, delete: () => undefined } };
+    const r = buggy.decode(new Uint8Array(4), ctx);
     assert.deepEqual(r.errors, [{ kind: 'unsupported', detail: 'ipfix decoder failed: offset out of bounds' }]);
     assert.deepEqual(r.records, []);
+    const rows = new FlowRows();
+    rows.pushRecord({ exporter: 'x', domain: 0, srcAddr: '2001:db8::1', dstAddr: '10.0.0.2', srcPort: 1, dstPort: 2, protocol: 6, bytes: 1, packets: 1, firstMs: 0, lastMs: 0, tcpFlags: 0, samplingRate: 1 });
+    assert.equal(buggy.decodeInto(new Uint8Array(4), ctx, rows).errors.length, 1);
+    assert.equal(rows.length, 1);
+    assert.equal(rows.record(0).srcAddr, '2001:db8::1');
   });
 });

@@ -1,10 +1,11 @@
 // IPFIX (RFC 7011) message decoder.
 
-import type { DecodeContext, DecodeResult, FlowDecoder, Template, TemplateField } from '../flow.js';
+import type { DecodeContext, DecodeSummary, FlowDecoder, Template, TemplateField } from '../flow.js';
+import type { FlowRows } from '../flow-rows.js';
 import {
   type DataContext, decodeDataSet, learnTemplate, MAX_TEMPLATE_FIELDS, optionsStoreOf, templateRecordLength,
 } from './template-records.js';
-import { emptyParts, finish, guarded, type ResultParts, u16, u32 } from './wire.js';
+import { emptyParts, finish, makeDecoder, type ResultParts, u16, u32 } from './wire.js';
 
 const HEADER = 16;
 const SET_HEADER = 4;
@@ -12,14 +13,10 @@ const TEMPLATE_SET = 2;
 const OPTIONS_TEMPLATE_SET = 3;
 const MIN_DATA_SET = 256;
 
-export const ipfixDecoder: FlowDecoder = {
-  name: 'ipfix',
-  accepts: (d) => d.length >= 2 && u16(d, 0) === 10,
-  decode: (d, ctx) => guarded(() => decodeIpfix(d, ctx), 'ipfix'),
-};
+export const ipfixDecoder: FlowDecoder = makeDecoder('ipfix', (d) => d.length >= 2 && u16(d, 0) === 10, decodeIpfix);
 
-function decodeIpfix(b: Uint8Array, ctx: DecodeContext): DecodeResult {
-  const p = emptyParts('record');
+function decodeIpfix(b: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeSummary {
+  const p = emptyParts('record', rows);
   if (b.length < HEADER) {
     p.errors.add('truncated', `${b.length} bytes is shorter than the 16-byte IPFIX message header`);
     return finish(p);
@@ -53,7 +50,7 @@ function decodeIpfix(b: Uint8Array, ctx: DecodeContext): DecodeResult {
     domain,
     time: { exportMs: exportS * 1000, uptimeMs: null },
     variableLength: true,
-    records: p.records,
+    rows,
     errors: p.errors,
     options: store?.getOptions(ctx.exporter, domain) ?? {},
     optionsStore: store,

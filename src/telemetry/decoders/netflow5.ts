@@ -1,21 +1,18 @@
 // NetFlow version 5 decoder: a fixed 24-byte header and up to 30 fixed 48-byte IPv4 records.
 
-import type { DecodeContext, DecodeResult, FlowDecoder } from '../flow.js';
+import type { DecodeContext, DecodeSummary, FlowDecoder } from '../flow.js';
+import type { FlowRows } from '../flow-rows.js';
 import { uptimeAgoMs } from './template-records.js';
-import { emptyParts, finish, guarded, ipv4, scaled, u16, u32 } from './wire.js';
+import { emptyParts, finish, makeDecoder, scaled, u16, u32 } from './wire.js';
 
 const HEADER = 24;
 const RECORD = 48;
 const MAX_COUNT = 30;
 
-export const netflow5Decoder: FlowDecoder = {
-  name: 'netflow5',
-  accepts: (d) => d.length >= 2 && u16(d, 0) === 5,
-  decode: (d, ctx) => guarded(() => decodeNetflow5(d, ctx), 'netflow5'),
-};
+export const netflow5Decoder: FlowDecoder = makeDecoder('netflow5', (d) => d.length >= 2 && u16(d, 0) === 5, decodeNetflow5);
 
-function decodeNetflow5(b: Uint8Array, ctx: DecodeContext): DecodeResult {
-  const p = emptyParts('record');
+function decodeNetflow5(b: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeSummary {
+  const p = emptyParts('record', rows);
   if (b.length < HEADER) {
     p.errors.add('truncated', `${b.length} bytes is shorter than the 24-byte NetFlow v5 header`);
     return finish(p);
@@ -52,21 +49,9 @@ function decodeNetflow5(b: Uint8Array, ctx: DecodeContext): DecodeResult {
   for (let i = 0; i < n; i++) {
     const o = HEADER + i * RECORD;
     const protocol = b[o + 38]!;
-    p.records.push({
-      exporter: ctx.exporter,
-      domain,
-      srcAddr: ipv4(b, o),
-      dstAddr: ipv4(b, o + 4),
-      srcPort: u16(b, o + 32),
-      dstPort: u16(b, o + 34),
-      protocol,
-      packets: scaled(u32(b, o + 16), samplingRate),
-      bytes: scaled(u32(b, o + 20), samplingRate),
-      firstMs: exportMs - uptimeAgoMs(uptimeMs, u32(b, o + 24)),
-      lastMs: exportMs - uptimeAgoMs(uptimeMs, u32(b, o + 28)),
-      tcpFlags: protocol === 6 ? b[o + 37]! : 0,
-      samplingRate,
-    });
+    rows.push(ctx.exporter, domain, u32(b, o), u32(b, o + 4), '', '', u16(b, o + 32), u16(b, o + 34), protocol,
+      protocol === 6 ? b[o + 37]! : 0, scaled(u32(b, o + 20), samplingRate), scaled(u32(b, o + 16), samplingRate),
+      exportMs - uptimeAgoMs(uptimeMs, u32(b, o + 24)), exportMs - uptimeAgoMs(uptimeMs, u32(b, o + 28)), samplingRate);
   }
   return finish(p);
 }

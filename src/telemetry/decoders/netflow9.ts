@@ -1,21 +1,18 @@
 // NetFlow version 9 (RFC 3954) export packet decoder.
 
-import type { DecodeContext, DecodeResult, FlowDecoder, Template, TemplateField } from '../flow.js';
+import type { DecodeContext, DecodeSummary, FlowDecoder, Template, TemplateField } from '../flow.js';
+import type { FlowRows } from '../flow-rows.js';
 import {
   type DataContext, decodeDataSet, learnTemplate, MAX_TEMPLATE_FIELDS, optionsStoreOf, templateRecordLength,
 } from './template-records.js';
-import { emptyParts, finish, guarded, type ResultParts, u16, u32 } from './wire.js';
+import { emptyParts, finish, makeDecoder, type ResultParts, u16, u32 } from './wire.js';
 
 const HEADER = 20;
 const TEMPLATE_FLOWSET = 0;
 const OPTIONS_TEMPLATE_FLOWSET = 1;
 const MIN_DATA_FLOWSET = 256;
 
-export const netflow9Decoder: FlowDecoder = {
-  name: 'netflow9',
-  accepts: (d) => d.length >= 2 && u16(d, 0) === 9,
-  decode: (d, ctx) => guarded(() => decodeNetflow9(d, ctx), 'netflow9'),
-};
+export const netflow9Decoder: FlowDecoder = makeDecoder('netflow9', (d) => d.length >= 2 && u16(d, 0) === 9, decodeNetflow9);
 
 interface Progress {
   /** Template and data records seen, to compare with the header's count. */
@@ -24,8 +21,8 @@ interface Progress {
   uncounted: boolean;
 }
 
-function decodeNetflow9(b: Uint8Array, ctx: DecodeContext): DecodeResult {
-  const p = emptyParts('datagram');
+function decodeNetflow9(b: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeSummary {
+  const p = emptyParts('datagram', rows);
   if (b.length < HEADER) {
     p.errors.add('truncated', `${b.length} bytes is shorter than the 20-byte NetFlow v9 header`);
     return finish(p);
@@ -49,7 +46,7 @@ function decodeNetflow9(b: Uint8Array, ctx: DecodeContext): DecodeResult {
     domain,
     time: { exportMs: unixS * 1000, uptimeMs },
     variableLength: false,
-    records: p.records,
+    rows,
     errors: p.errors,
     options: store?.getOptions(ctx.exporter, domain) ?? {},
     optionsStore: store,

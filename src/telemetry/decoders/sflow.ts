@@ -2,9 +2,10 @@
 // one FlowRecord each, scaled by the sampling rate; generic interface counters become InterfaceCounters.
 // Samples and records of other formats are skipped by their length.
 
-import type { DecodeContext, DecodeResult, FlowDecoder } from '../flow.js';
+import type { DecodeContext, DecodeSummary, FlowDecoder } from '../flow.js';
+import type { FlowRows } from '../flow-rows.js';
 import { parseEthernet, parseIpv4, parseIpv6, type PacketSummary } from './packet.js';
-import { emptyParts, finish, guarded, readUint, type ResultParts, scaled, u32 } from './wire.js';
+import { emptyParts, finish, makeDecoder, readUint, type ResultParts, scaled, u32 } from './wire.js';
 
 const FLOW_SAMPLE = 1;
 const COUNTERS_SAMPLE = 2;
@@ -17,11 +18,7 @@ const HEADER_ETHERNET = 1;
 const HEADER_IPV4 = 11;
 const HEADER_IPV6 = 12;
 
-export const sflowDecoder: FlowDecoder = {
-  name: 'sflow5',
-  accepts: (d) => d.length >= 4 && u32(d, 0) === 5,
-  decode: (d, ctx) => guarded(() => decodeSflow(d, ctx), 'sflow'),
-};
+export const sflowDecoder: FlowDecoder = makeDecoder('sflow5', (d) => d.length >= 4 && u32(d, 0) === 5, decodeSflow);
 
 /** XDR pads opaque data to 4 bytes. */
 function padded(n: number): number {
@@ -34,8 +31,8 @@ interface Datagram {
   readonly p: ResultParts;
 }
 
-function decodeSflow(b: Uint8Array, ctx: DecodeContext): DecodeResult {
-  const p = emptyParts('datagram');
+function decodeSflow(b: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeSummary {
+  const p = emptyParts('datagram', rows);
   if (b.length < 8) {
     p.errors.add('truncated', `${b.length} bytes is shorter than an sFlow header`);
     return finish(p);
@@ -161,7 +158,7 @@ function rawHeader(b: Uint8Array, start: number, end: number, rate: number, dg: 
   else if (protocol === HEADER_IPV6) pkt = parseIpv6(b, h, h + headerLength);
   if (pkt === null) return false;
   const nowMs = dg.ctx.nowMs;
-  dg.p.records.push({
+  dg.p.rows.pushRecord({
     exporter: dg.ctx.exporter,
     domain: dg.domain,
     srcAddr: pkt.srcAddr,

@@ -1,8 +1,9 @@
 // Data records described by templates, shared by IPFIX (RFC 7011) and NetFlow v9 (RFC 3954): the two
 // number their common information elements alike (1–127), so one mapping serves both.
 
-import type { DecodeContext, FlowRecord, Template, TemplateField, TemplateStore } from '../flow.js';
-import { ErrorList, ipv4, ipv6, MAX_SAFE, readUint, scaled } from './wire.js';
+import type { DecodeContext, Template, TemplateField, TemplateStore } from '../flow.js';
+import { TEXT_ADDRESS, type FlowRows } from '../flow-rows.js';
+import { ErrorList, ipv6, MAX_SAFE, readUint, scaled } from './wire.js';
 
 /** Values that options data records announce for an exporter and domain rather than per flow. */
 export interface ExporterOptions {
@@ -40,6 +41,7 @@ const enum Role {
   StartS, EndS, StartMs, EndMs, StartUs, EndUs, StartNs, EndNs,
   StartSysUp, EndSysUp, SysInitMs, StartDeltaUs, EndDeltaUs,
   SamplingInterval, SamplingPacketInterval, SamplingPacketSpace, IcmpTypeCode,
+  Count,
 }
 
 // IANA element id → role and the lengths it may have (reduced-size encoding allows fewer bytes).
@@ -63,8 +65,20 @@ interface Compiled {
   readonly lengths: Uint16Array;
   /** The shortest record: fixed lengths plus one length byte per variable-length field. */
   readonly minLength: number;
+  /** Every field has a fixed length: each field sits at one offset in every record, and no walk is needed. */
+  readonly fixed: boolean;
+  /** The fields that mean something (role not Skip), in template order: role, offset in a fixed-length record, length. */
+  readonly useRoles: Uint8Array;
+  readonly useOffsets: Int32Array;
+  readonly useLengths: Uint16Array;
+  /** Records decoded with this template so far, until it gets a generated reader. */
+  decoded: number;
+  /** The generated reader (see readerFor), null when the layout does not qualify, undefined until tried. */
+  reader: SetReader | null | undefined;
 }
 
+// Compiled once per template object: a refreshed template keeps its object (learnTemplate), so its
+// compiled form is built when the template first arrives and reused for every data set after.
 const compiledCache = new WeakMap<Template, Compiled>();
 
 function compile(t: Template, variableLength: boolean): Compiled {
@@ -73,16 +87,28 @@ function compile(t: Template, variableLength: boolean): Compiled {
   const n = t.fields.length;
   const roles = new Uint8Array(n);
   const lengths = new Uint16Array(n);
+  const use: [Role, number, number][] = [];
   let minLength = 0;
+  let fixed = true;
   for (let i = 0; i < n; i++) {
     const f = t.fields[i]!;
     lengths[i] = f.length;
     const varlen = variableLength && f.length === VARIABLE_LENGTH;
-    minLength += varlen ? 1 : f.length;
     const r = f.enterprise === 0 && !varlen ? ROLES.get(f.id) : undefined;
-    roles[i] = r !== undefined && f.length >= r[1] && f.length <= r[2] ? r[0] : Role.Skip;
+    const role = r !== undefined && f.length >= r[1] && f.length <= r[2] ? r[0] : Role.Skip;
+    roles[i] = role;
+    if (role !== Role.Skip) use.push([role, minLength, f.length]);
+    if (varlen) fixed = false;
+    minLength += varlen ? 1 : f.length;
   }
-  const c: Compiled = { roles, lengths, minLength };
+  const c: Compiled = {
+    roles, lengths, minLength, fixed,
+    useRoles: Uint8Array.from(use, (u) => u[0]),
+    useOffsets: Int32Array.from(use, (u) => u[1]),
+    useLengths: Uint16Array.from(use, (u) => u[2]),
+    decoded: 0,
+    reader: undefined,
+  };
   compiledCache.set(t, c);
   return c;
 }
@@ -116,7 +142,7 @@ export interface DataContext {
   readonly domain: number;
   readonly time: TimeBase;
   readonly variableLength: boolean;
-  readonly records: FlowRecord[];
+  readonly rows: FlowRows;
   readonly errors: ErrorList;
   /** Options announced so far (from the store, then from this datagram's options records). */
   options: ExporterOptions;
@@ -133,9 +159,149 @@ function ntpMs(b: Uint8Array, o: number): number {
   return (s - NTP_UNIX_OFFSET_S) * 1000 + Math.floor((frac * 1000) / TWO_32);
 }
 
+// The values of one record by role, NaN when absent; IPv4 addresses as numbers, IPv6 ones as their
+// offset in the datagram. Shared by every decode: decoding never re-enters itself.
+const raw = new Float64Array(Role.Count);
+
+/**
+ * Reads one field into `raw` (lengths were checked against the role when the template was compiled).
+ * Small on purpose: the record loop calls it once per field, and it must be inlined there.
+ */
+function readField(role: Role, b: Uint8Array, p: number, len: number): void {
+  let v: number;
+  if (len === 4) v = b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!);
+  else if (len === 2) v = (b[p]! << 8) | b[p + 1]!;
+  else if (len === 1) v = b[p]!;
+  else if (role === Role.Src6 || role === Role.Dst6) v = p;
+  else if (role >= Role.StartUs && role <= Role.EndNs) v = ntpMs(b, p);
+  else v = readUint(b, p, len);
+  // A template may carry TCP flags twice (one byte and two): they add up.
+  raw[role] = role === Role.TcpFlags ? raw[role]! | (v & 0xff) : v;
+}
+
+/**
+ * A data-set reader generated for one layout: straight-line code that reads each field at its offset
+ * with its width and writes n records to `rows`, with no per-field dispatch. Per-set values come in as
+ * arguments (NaN for none): what decodeDataSet would take from the header and the exporter's options.
+ */
+export type SetReader = (b: Uint8Array, o: number, n: number, rows: FlowRows, exporter: string, domain: number,
+  exportMs: number, uptimeMs: number, initMs: number, samplingRate: number) => void;
+
+/** Records a template decodes the general way before it gets a reader: layouts seen once or twice (fuzzing, hostile input) never cost a compile. */
+export const GENERATE_AFTER_RECORDS = 64;
+/** Readers are shared by layout (every exporter of one make sends the same ones), and bounded. */
+const MAX_READERS = 256;
+const readers = new Map<string, SetReader | null>();
+
+const SAFE = String(MAX_SAFE);
+
+/** JavaScript for the unsigned big-endian integer of `len` bytes at record offset p (readUint's value). */
+function uintCode(p: number, len: number): string {
+  const at = (k: number): string => `b[o + ${p + k}]`;
+  switch (len) {
+    case 1: return at(0);
+    case 2: return `((${at(0)} << 8) | ${at(1)})`;
+    case 3: return `((${at(0)} << 16) | (${at(1)} << 8) | ${at(2)})`;
+    case 4: return `(${at(0)} * 16777216 + ((${at(1)} << 16) | (${at(2)} << 8) | ${at(3)}))`;
+    case 8: return `safe(${uintCode(p, 4)} * 4294967296 + ${uintCode(p + 4, 4)})`;
+    default: return `readUint(b, o + ${p}, ${len})`;
+  }
+}
+
+/**
+ * The generated reader for a compiled template, or null when its layout does not qualify: it must be a
+ * flow template of fixed-length fields, with both addresses of one family and no field that sets
+ * exporter options or a per-record sampling rate (those take the general path). The code reproduces
+ * decodeDataSet's general path exactly; the tests compare the two on random layouts.
+ */
+function generateReader(fields: readonly { role: Role; offset: number; length: number }[], recordLength: number): SetReader | null {
+  const last = new Map<Role, { offset: number; length: number }>();
+  const flags: string[] = [];
+  for (const f of fields) {
+    if (f.role === Role.Skip) continue;
+    last.set(f.role, f);
+    if (f.role === Role.TcpFlags) flags.push(`(${uintCode(f.offset, f.length)} & 255)`);
+  }
+  const has = (r: Role): boolean => last.has(r);
+  for (const r of [Role.SysInitMs, Role.SamplingInterval, Role.SamplingPacketInterval, Role.SamplingPacketSpace]) if (has(r)) return null;
+  const v4 = has(Role.Src4) && has(Role.Dst4);
+  if (!v4 && !(has(Role.Src6) && has(Role.Dst6))) return null;
+  const at = (r: Role): { offset: number; length: number } => last.get(r)!;
+  const val = (r: Role, otherwise = 'NaN'): string => (has(r) ? uintCode(at(r).offset, at(r).length) : otherwise);
+  const ntp = (r: Role): string => (has(r) ? `ntpMs(b, o + ${at(r).offset})` : 'NaN');
+  const firstOf = (rs: Role[]): string => {
+    const r = rs.find(has);
+    return r === undefined ? '0' : val(r);
+  };
+
+  // Times, most precise first, as decodeDataSet chooses them (a field present always has a value).
+  let times: string;
+  if (has(Role.StartMs) || has(Role.EndMs)) {
+    times = `first = ${val(Role.StartMs)}; last = ${val(Role.EndMs)};`;
+  } else if (has(Role.StartUs) || has(Role.EndUs)) {
+    times = `first = ${ntp(Role.StartUs)}; last = ${ntp(Role.EndUs)};`;
+  } else if (has(Role.StartNs) || has(Role.EndNs)) {
+    times = `first = ${ntp(Role.StartNs)}; last = ${ntp(Role.EndNs)};`;
+  } else if (has(Role.StartS) || has(Role.EndS)) {
+    times = `first = ${val(Role.StartS)} * 1000; last = ${val(Role.EndS)} * 1000;`;
+  } else if (has(Role.StartSysUp) || has(Role.EndSysUp)) {
+    const up = (r: Role): string => (has(r) ? `exportMs - uptimeAgoMs(uptimeMs, ${val(r)})` : 'NaN');
+    times = `if (uptimeMs === uptimeMs) { first = ${up(Role.StartSysUp)}; last = ${up(Role.EndSysUp)}; }`
+      + ` else { first = initMs + ${val(Role.StartSysUp)}; last = initMs + ${val(Role.EndSysUp)}; }`;
+  } else if (has(Role.StartDeltaUs) || has(Role.EndDeltaUs)) {
+    const d = (r: Role): string => (has(r) ? `exportMs - Math.floor(${val(r)} / 1000)` : 'NaN');
+    times = `first = ${d(Role.StartDeltaUs)}; last = ${d(Role.EndDeltaUs)};`;
+  } else {
+    times = 'first = NaN; last = NaN;';
+  }
+  const protocol = has(Role.Protocol) ? val(Role.Protocol) : '0';
+  const dstPort = has(Role.IcmpTypeCode)
+    ? `(dstPort === 0 && (protocol === 1 || protocol === 58) ? ${val(Role.IcmpTypeCode)} : dstPort)`
+    : 'dstPort';
+  const addresses = v4
+    ? `${val(Role.Src4)}, ${val(Role.Dst4)}, '', ''`
+    : `TEXT, TEXT, ipv6(b, o + ${at(Role.Src6).offset}), ipv6(b, o + ${at(Role.Dst6).offset})`;
+  const body = `"use strict";
+return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs, samplingRate) {
+  for (let k = 0; k < n; k++, o += ${recordLength}) {
+    const protocol = ${protocol};
+    const dstPort = ${val(Role.DstPort, '0')};
+    let first, last;
+    ${times}
+    if (last !== last) last = first !== first ? exportMs : first;
+    if (first !== first) first = last;
+    const bytes = ${firstOf([Role.OctetDelta, Role.OctetTotal, Role.PostOctetDelta])} * samplingRate;
+    const packets = ${firstOf([Role.PacketDelta, Role.PacketTotal, Role.PostPacketDelta])} * samplingRate;
+    rows.push(exporter, domain, ${addresses}, ${val(Role.SrcPort, '0')}, ${dstPort}, protocol,
+      ${flags.length > 0 ? `protocol === 6 ? ${flags.join(' | ')} : 0` : '0'},
+      bytes > ${SAFE} ? ${SAFE} : Math.round(bytes), packets > ${SAFE} ? ${SAFE} : Math.round(packets),
+      first > ${SAFE} ? ${SAFE} : first < -${SAFE} ? -${SAFE} : first, last > ${SAFE} ? ${SAFE} : last < -${SAFE} ? -${SAFE} : last,
+      samplingRate);
+  }
+};`;
+  // The source is made of numbers and fixed text only (offsets and lengths from the template), never of
+  // bytes from the wire: this is compiling a layout, not evaluating input.
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const make = new Function('readUint', 'ntpMs', 'ipv6', 'uptimeAgoMs', 'safe', 'TEXT', body) as (...deps: unknown[]) => SetReader;
+  return make(readUint, ntpMs, ipv6, uptimeAgoMs, (x: number) => (x > MAX_SAFE ? MAX_SAFE : x), TEXT_ADDRESS);
+}
+
+/** The shared reader for a compiled template's layout, or null (general path) when it does not qualify or the cache is full. */
+function readerFor(c: Compiled, variableLength: boolean): SetReader | null {
+  if (!(c.fixed || !variableLength)) return null;
+  const fields = Array.from(c.useRoles, (role, k) => ({ role: role, offset: c.useOffsets[k]!, length: c.useLengths[k]! }));
+  const key = `${c.minLength}|${fields.map((f) => `${f.role}@${f.offset}/${f.length}`).join(',')}`;
+  const hit = readers.get(key);
+  if (hit !== undefined) return hit;
+  if (readers.size >= MAX_READERS) return null;
+  const r = generateReader(fields, c.minLength);
+  readers.set(key, r);
+  return r;
+}
+
 /**
  * Decodes the records of one data set [start, end) with its template. Flow records (with both
- * addresses) are appended to dc.records; options records update dc.options. Returns how many data
+ * addresses) are appended to dc.rows; options records update dc.options. Returns how many data
  * records the set held. A record that runs past the end stops the set with a 'truncated' error;
  * fewer bytes than the shortest record are padding.
  */
@@ -145,106 +311,91 @@ export function decodeDataSet(b: Uint8Array, start: number, end: number, t: Temp
     dc.errors.add('bad-template', `template ${t.id} describes zero-length records`);
     return 0;
   }
+  if (c.reader === undefined && c.decoded >= GENERATE_AFTER_RECORDS && !t.isOptions) c.reader = readerFor(c, dc.variableLength);
+  if (c.reader) {
+    const records = Math.floor((end - start) / c.minLength);
+    const o = dc.options;
+    c.reader(b, start, records, dc.rows, dc.ctx.exporter, dc.domain, dc.time.exportMs, dc.time.uptimeMs ?? NaN, o.systemInitMs ?? NaN, o.samplingRate ?? 1);
+    return records;
+  }
+  return decodeGeneral(b, start, end, t, c, dc);
+}
+
+/**
+ * For tests: decodes a data set by one path only, the general one or a reader generated for the layout
+ * on the spot (outside the shared cache). Null when the layout does not qualify for a reader.
+ */
+export function decodeDataSetBy(path: 'general' | 'generated', b: Uint8Array, start: number, end: number, t: Template, dc: DataContext): number | null {
+  const c = compile(t, dc.variableLength);
+  if (path === 'general') return decodeGeneral(b, start, end, t, c, dc);
+  if (t.isOptions || c.minLength === 0 || !(c.fixed || !dc.variableLength)) return null;
+  const reader = generateReader(Array.from(c.useRoles, (role, k) => ({ role: role, offset: c.useOffsets[k]!, length: c.useLengths[k]! })), c.minLength);
+  if (reader === null) return null;
+  const records = Math.floor((end - start) / c.minLength);
+  const o = dc.options;
+  reader(b, start, records, dc.rows, dc.ctx.exporter, dc.domain, dc.time.exportMs, dc.time.uptimeMs ?? NaN, o.systemInitMs ?? NaN, o.samplingRate ?? 1);
+  return records;
+}
+
+/** decodeDataSet the general way: any layout, one field at a time. */
+function decodeGeneral(b: Uint8Array, start: number, end: number, t: Template, c: Compiled, dc: DataContext): number {
   const n = c.roles.length;
+  const fixed = c.fixed || !dc.variableLength;
+  const { useRoles, useOffsets, useLengths, minLength } = c;
+  const nUse = useRoles.length;
+  const exporter = dc.ctx.exporter;
+  const exportMs = dc.time.exportMs;
+  const rows = dc.rows;
   let o = start;
   let count = 0;
-  while (end - o >= c.minLength) {
-    // Per-record values, NaN when absent.
-    let src = '';
-    let dst = '';
-    let src6 = '';
-    let dst6 = '';
-    let srcPort = 0;
-    let dstPort = 0;
-    let protocol = 0;
-    let tcpFlags = 0;
-    let octets = NaN;
-    let packets = NaN;
-    let octetsTotal = NaN;
-    let packetsTotal = NaN;
-    let postOctets = NaN;
-    let postPackets = NaN;
-    let firstMs = NaN;
-    let lastMs = NaN;
-    let firstUs = NaN;
-    let lastUs = NaN;
-    let firstNs = NaN;
-    let lastNs = NaN;
-    let firstS = NaN;
-    let lastS = NaN;
-    let firstUp = NaN;
-    let lastUp = NaN;
-    let sysInit = NaN;
-    let firstDelta = NaN;
-    let lastDelta = NaN;
-    let sampling = NaN;
-    let pktInterval = NaN;
-    let pktSpace = NaN;
-    let icmp = NaN;
-    let broken = false;
-    for (let i = 0; i < n; i++) {
-      let len = c.lengths[i]!;
-      if (dc.variableLength && len === VARIABLE_LENGTH) {
-        // RFC 7011 §7: one length byte, or 255 and two more.
-        if (o + 1 > end) {
-          broken = true;
-          break;
-        }
-        len = b[o]!;
-        o += 1;
-        if (len === 255) {
-          if (o + 2 > end) {
+  // Every record of a template sets the same roles: the others stay NaN for the whole set.
+  raw.fill(NaN);
+  while (end - o >= minLength) {
+    raw[Role.TcpFlags] = 0;
+    if (fixed) {
+      for (let k = 0; k < nUse; k++) readField(useRoles[k]!, b, o + useOffsets[k]!, useLengths[k]!);
+      o += minLength;
+    } else {
+      let broken = false;
+      for (let i = 0; i < n; i++) {
+        let len = c.lengths[i]!;
+        if (len === VARIABLE_LENGTH) {
+          // RFC 7011 §7: one length byte, or 255 and two more.
+          if (o + 1 > end) {
             broken = true;
             break;
           }
-          len = (b[o]! << 8) | b[o + 1]!;
-          o += 2;
+          len = b[o]!;
+          o += 1;
+          if (len === 255) {
+            if (o + 2 > end) {
+              broken = true;
+              break;
+            }
+            len = (b[o]! << 8) | b[o + 1]!;
+            o += 2;
+          }
         }
+        if (o + len > end) {
+          broken = true;
+          break;
+        }
+        const role = c.roles[i]! as Role;
+        if (role !== Role.Skip) readField(role, b, o, len);
+        o += len;
       }
-      if (o + len > end) {
-        broken = true;
+      if (broken) {
+        dc.errors.add('truncated', `a record of template ${t.id} runs past the end of its set`);
         break;
       }
-      switch (c.roles[i]! as Role) {
-        case Role.Skip: break;
-        case Role.Src4: src = ipv4(b, o); break;
-        case Role.Dst4: dst = ipv4(b, o); break;
-        case Role.Src6: src6 = ipv6(b, o); break;
-        case Role.Dst6: dst6 = ipv6(b, o); break;
-        case Role.SrcPort: srcPort = readUint(b, o, len); break;
-        case Role.DstPort: dstPort = readUint(b, o, len); break;
-        case Role.Protocol: protocol = b[o]!; break;
-        case Role.TcpFlags: tcpFlags |= readUint(b, o, len) & 0xff; break;
-        case Role.OctetDelta: octets = readUint(b, o, len); break;
-        case Role.PacketDelta: packets = readUint(b, o, len); break;
-        case Role.OctetTotal: octetsTotal = readUint(b, o, len); break;
-        case Role.PacketTotal: packetsTotal = readUint(b, o, len); break;
-        case Role.PostOctetDelta: postOctets = readUint(b, o, len); break;
-        case Role.PostPacketDelta: postPackets = readUint(b, o, len); break;
-        case Role.StartS: firstS = readUint(b, o, 4); break;
-        case Role.EndS: lastS = readUint(b, o, 4); break;
-        case Role.StartMs: firstMs = readUint(b, o, 8); break;
-        case Role.EndMs: lastMs = readUint(b, o, 8); break;
-        case Role.StartUs: firstUs = ntpMs(b, o); break;
-        case Role.EndUs: lastUs = ntpMs(b, o); break;
-        case Role.StartNs: firstNs = ntpMs(b, o); break;
-        case Role.EndNs: lastNs = ntpMs(b, o); break;
-        case Role.StartSysUp: firstUp = readUint(b, o, len); break;
-        case Role.EndSysUp: lastUp = readUint(b, o, len); break;
-        case Role.SysInitMs: sysInit = readUint(b, o, 8); break;
-        case Role.StartDeltaUs: firstDelta = readUint(b, o, len); break;
-        case Role.EndDeltaUs: lastDelta = readUint(b, o, len); break;
-        case Role.SamplingInterval: sampling = readUint(b, o, len); break;
-        case Role.SamplingPacketInterval: pktInterval = readUint(b, o, len); break;
-        case Role.SamplingPacketSpace: pktSpace = readUint(b, o, len); break;
-        case Role.IcmpTypeCode: icmp = readUint(b, o, 2); break;
-      }
-      o += len;
     }
-    if (broken) {
-      dc.errors.add('truncated', `a record of template ${t.id} runs past the end of its set`);
-      break;
-    }
+    const src4 = raw[Role.Src4]!, dst4 = raw[Role.Dst4]!, src6 = raw[Role.Src6]!, dst6 = raw[Role.Dst6]!;
+    const srcPort = raw[Role.SrcPort]!, tcpFlags = raw[Role.TcpFlags], icmp = raw[Role.IcmpTypeCode]!;
+    let dstPort = raw[Role.DstPort]!, protocol = raw[Role.Protocol]!;
+    const octets = raw[Role.OctetDelta]!, packets = raw[Role.PacketDelta]!, octetsTotal = raw[Role.OctetTotal]!, packetsTotal = raw[Role.PacketTotal]!;
+    const postOctets = raw[Role.PostOctetDelta]!, postPackets = raw[Role.PostPacketDelta]!;
+    const firstMs = raw[Role.StartMs]!, lastMs = raw[Role.EndMs]!, sysInit = raw[Role.SysInitMs]!;
+    const sampling = raw[Role.SamplingInterval]!, pktInterval = raw[Role.SamplingPacketInterval]!, pktSpace = raw[Role.SamplingPacketSpace]!;
     count++;
 
     // Sampling: samplingPacketInterval selects N packets out of every N + samplingPacketSpace.
@@ -253,8 +404,8 @@ export function decodeDataSet(b: Uint8Array, start: number, end: number, t: Temp
     const hasRate = rate > 0;
 
     // A flow needs both ends in one family.
-    const useV4 = src !== '' && dst !== '';
-    if (t.isOptions || (!useV4 && (src6 === '' || dst6 === ''))) {
+    const useV4 = src4 >= 0 && dst4 >= 0;
+    if (t.isOptions || (!useV4 && !(src6 >= 0 && dst6 >= 0))) {
       // Not a flow. Options records (and data records that carry them) set exporter-wide values.
       if (sysInit >= 0 || hasRate) {
         const next: ExporterOptions = {
@@ -263,67 +414,84 @@ export function decodeDataSet(b: Uint8Array, start: number, end: number, t: Temp
           ...(hasRate ? { samplingRate: rate } : {}),
         };
         dc.options = next;
-        dc.optionsStore?.setOptions(dc.ctx.exporter, dc.domain, next, dc.ctx.nowMs);
+        dc.optionsStore?.setOptions(exporter, dc.domain, next, dc.ctx.nowMs);
       }
       continue;
     }
 
     const samplingRate = hasRate ? rate : (dc.options.samplingRate ?? 1);
-    const bytes = !Number.isNaN(octets) ? octets : !Number.isNaN(octetsTotal) ? octetsTotal : !Number.isNaN(postOctets) ? postOctets : 0;
-    const pkts = !Number.isNaN(packets) ? packets : !Number.isNaN(packetsTotal) ? packetsTotal : !Number.isNaN(postPackets) ? postPackets : 0;
+    const bytes = octets >= 0 ? octets : octetsTotal >= 0 ? octetsTotal : postOctets >= 0 ? postOctets : 0;
+    const pkts = packets >= 0 ? packets : packetsTotal >= 0 ? packetsTotal : postPackets >= 0 ? postPackets : 0;
 
     // Times, most precise first.
     let first = NaN;
     let last = NaN;
-    const exportMs = dc.time.exportMs;
-    if (!Number.isNaN(firstMs) || !Number.isNaN(lastMs)) {
+    if (firstMs >= 0 || lastMs >= 0) {
       first = firstMs;
       last = lastMs;
-    } else if (!Number.isNaN(firstUs) || !Number.isNaN(lastUs)) {
-      first = firstUs;
-      last = lastUs;
-    } else if (!Number.isNaN(firstNs) || !Number.isNaN(lastNs)) {
-      first = firstNs;
-      last = lastNs;
-    } else if (!Number.isNaN(firstS) || !Number.isNaN(lastS)) {
-      first = firstS * 1000;
-      last = lastS * 1000;
-    } else if (!Number.isNaN(firstUp) || !Number.isNaN(lastUp)) {
-      const up = dc.time.uptimeMs;
-      if (up !== null) {
-        first = exportMs - uptimeAgoMs(up, firstUp);
-        last = exportMs - uptimeAgoMs(up, lastUp);
-      } else {
-        const init = sysInit >= 0 ? sysInit : dc.options.systemInitMs;
-        if (init !== undefined) {
-          first = init + firstUp;
-          last = init + lastUp;
-        }
-      }
-    } else if (!Number.isNaN(firstDelta) || !Number.isNaN(lastDelta)) {
-      first = exportMs - Math.floor(firstDelta / 1000);
-      last = exportMs - Math.floor(lastDelta / 1000);
+    } else {
+      otherTimes(dc, sysInit);
+      first = times[0]!;
+      last = times[1]!;
     }
     if (Number.isNaN(last)) last = Number.isNaN(first) ? exportMs : first;
     if (Number.isNaN(first)) first = last;
 
-    dc.records.push({
-      exporter: dc.ctx.exporter,
-      domain: dc.domain,
-      srcAddr: useV4 ? src : src6,
-      dstAddr: useV4 ? dst : dst6,
-      srcPort,
-      dstPort: dstPort === 0 && icmp >= 0 && (protocol === 1 || protocol === 58) ? icmp : dstPort,
+    if (!(protocol >= 0)) protocol = 0;
+    if (!(dstPort >= 0)) dstPort = 0;
+    rows.push(
+      exporter, dc.domain,
+      useV4 ? src4 : TEXT_ADDRESS, useV4 ? dst4 : TEXT_ADDRESS,
+      useV4 ? '' : ipv6(b, src6), useV4 ? '' : ipv6(b, dst6),
+      srcPort >= 0 ? srcPort : 0,
+      dstPort === 0 && icmp >= 0 && (protocol === 1 || protocol === 58) ? icmp : dstPort,
       protocol,
-      bytes: scaled(bytes, samplingRate),
-      packets: scaled(pkts, samplingRate),
-      firstMs: clampTime(first),
-      lastMs: clampTime(last),
-      tcpFlags: protocol === 6 ? tcpFlags : 0,
-      samplingRate,
-    });
+      protocol === 6 ? tcpFlags : 0,
+      scaled(bytes, samplingRate), scaled(pkts, samplingRate),
+      clampTime(first), clampTime(last), samplingRate,
+    );
   }
+  c.decoded += count;
   return count;
+}
+
+const times = new Float64Array(2);
+
+/** Flow times into `times` from the fields other than flowStart/EndMilliseconds, most precise first; NaN when none. */
+function otherTimes(dc: DataContext, sysInit: number): void {
+  const exportMs = dc.time.exportMs;
+  const firstUs = raw[Role.StartUs]!, lastUs = raw[Role.EndUs]!, firstNs = raw[Role.StartNs]!, lastNs = raw[Role.EndNs]!;
+  const firstS = raw[Role.StartS]!, lastS = raw[Role.EndS]!, firstUp = raw[Role.StartSysUp]!, lastUp = raw[Role.EndSysUp]!;
+  const firstDelta = raw[Role.StartDeltaUs]!, lastDelta = raw[Role.EndDeltaUs]!;
+  let first = NaN;
+  let last = NaN;
+  if (!Number.isNaN(firstUs) || !Number.isNaN(lastUs)) {
+    first = firstUs;
+    last = lastUs;
+  } else if (!Number.isNaN(firstNs) || !Number.isNaN(lastNs)) {
+    first = firstNs;
+    last = lastNs;
+  } else if (firstS >= 0 || lastS >= 0) {
+    first = firstS * 1000;
+    last = lastS * 1000;
+  } else if (firstUp >= 0 || lastUp >= 0) {
+    const up = dc.time.uptimeMs;
+    if (up !== null) {
+      first = exportMs - uptimeAgoMs(up, firstUp);
+      last = exportMs - uptimeAgoMs(up, lastUp);
+    } else {
+      const init = sysInit >= 0 ? sysInit : dc.options.systemInitMs;
+      if (init !== undefined) {
+        first = init + firstUp;
+        last = init + lastUp;
+      }
+    }
+  } else if (firstDelta >= 0 || lastDelta >= 0) {
+    first = exportMs - Math.floor(firstDelta / 1000);
+    last = exportMs - Math.floor(lastDelta / 1000);
+  }
+  times[0] = first;
+  times[1] = last;
 }
 
 const UPTIME_WRAP = 4294967296;
@@ -335,7 +503,10 @@ const FUTURE_TOLERANCE_MS = 3_600_000;
  * right answer, except that up to an hour "after" the header is read as clock skew, not 49 days ago.
  */
 export function uptimeAgoMs(headerUptimeMs: number, uptimeMs: number): number {
-  const d = (((headerUptimeMs - uptimeMs) % UPTIME_WRAP) + UPTIME_WRAP) % UPTIME_WRAP;
+  let d = headerUptimeMs - uptimeMs;
+  // Both are 32-bit counters almost always: one addition instead of two floating-point remainders.
+  if (d < 0 && d >= -UPTIME_WRAP) d += UPTIME_WRAP;
+  else if (!(d >= 0 && d < UPTIME_WRAP)) d = ((d % UPTIME_WRAP) + UPTIME_WRAP) % UPTIME_WRAP;
   return d > UPTIME_WRAP - FUTURE_TOLERANCE_MS ? d - UPTIME_WRAP : d;
 }
 

@@ -1,7 +1,8 @@
 // Byte-level helpers every decoder shares. Callers check bounds before reading: these never do,
 // so a read past the end is a bug in the caller, which the fuzz tests exist to find.
 
-import type { DecodeError, DecodeErrorKind, DecodeResult, FlowRecord, InterfaceCounters } from '../flow.js';
+import type { DecodeContext, DecodeError, DecodeErrorKind, DecodeSummary, FlowDecoder, InterfaceCounters } from '../flow.js';
+import { FlowRows } from '../flow-rows.js';
 
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
@@ -83,7 +84,7 @@ export class ErrorList {
 }
 
 export interface ResultParts {
-  records: FlowRecord[];
+  rows: FlowRows;
   errors: ErrorList;
   domain: number;
   sequence: number | null;
@@ -93,9 +94,9 @@ export interface ResultParts {
   counters: InterfaceCounters[];
 }
 
-export function emptyParts(sequenceUnit: 'datagram' | 'record'): ResultParts {
+export function emptyParts(sequenceUnit: 'datagram' | 'record', rows: FlowRows): ResultParts {
   return {
-    records: [],
+    rows,
     errors: new ErrorList(),
     domain: 0,
     sequence: null,
@@ -106,9 +107,8 @@ export function emptyParts(sequenceUnit: 'datagram' | 'record'): ResultParts {
   };
 }
 
-export function finish(p: ResultParts): DecodeResult {
+export function finish(p: ResultParts): DecodeSummary {
   return {
-    records: p.records,
     errors: p.errors.items,
     domain: p.domain,
     // Without a readable header there is no sequence to account loss with.
@@ -120,20 +120,40 @@ export function finish(p: ResultParts): DecodeResult {
   };
 }
 
-/** The last line of defence: a decoder bug becomes a DecodeError, never an exception in the collector. */
-export function guarded(decode: () => DecodeResult, format: string): DecodeResult {
-  try {
-    return decode();
-  } catch (e) {
-    return {
-      records: [],
-      errors: [{ kind: 'unsupported', detail: `${format} decoder failed: ${e instanceof Error ? e.message : String(e)}` }],
-      domain: 0,
-      sequence: null,
-      sequenceUnit: null,
-      recordsInDatagram: 0,
-      templatesLearned: 0,
-      counters: [],
-    };
-  }
+/**
+ * A FlowDecoder from its row-writing decode. The last line of defence is here: a decoder bug becomes a
+ * DecodeError, never an exception in the collector, and the rows it appended are taken back.
+ */
+export function makeDecoder(
+  name: FlowDecoder['name'],
+  accepts: (d: Uint8Array) => boolean,
+  decodeInto: (d: Uint8Array, ctx: DecodeContext, rows: FlowRows) => DecodeSummary,
+): FlowDecoder {
+  const into = (d: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeSummary => {
+    const start = rows.length;
+    try {
+      return decodeInto(d, ctx, rows);
+    } catch (e) {
+      rows.truncate(start);
+      return {
+        errors: [{ kind: 'unsupported', detail: `${name} decoder failed: ${e instanceof Error ? e.message : String(e)}` }],
+        domain: 0,
+        sequence: null,
+        sequenceUnit: null,
+        recordsInDatagram: 0,
+        templatesLearned: 0,
+        counters: [],
+      };
+    }
+  };
+  return {
+    name,
+    accepts,
+    decodeInto: into,
+    decode: (d, ctx) => {
+      const rows = new FlowRows();
+      const summary = into(d, ctx, rows);
+      return { ...summary, records: rows.records() };
+    },
+  };
 }
