@@ -52,6 +52,8 @@ export interface QemuDriverOptions {
   cpuFreeCores?: () => number;
   /** Base TCP port for migration and NBD listeners (default 49152); each job takes two from a hashed slot. */
   basePort?: number;
+  /** No bytes crossing the link for this long (outside post-copy) means it is cut: fail and roll back (default 20 s). */
+  noTrafficTimeoutMs?: number;
   /**
    * Called at switch-over with both copies paused (the source stopped, the destination not yet started): a
    * check that throws rolls the move back to the source, which has not diverged yet. Tests compare disks here.
@@ -76,7 +78,14 @@ export interface QemuDriver extends MigrationDriver {
   instanceAt(vm: VmId, at: Placement): QemuVmSpec | null;
   /** Stops and forgets a VM's copy at a placement (its disk is kept unless `removeDisk`). */
   destroyVm(vm: VmId, at: Placement, opts?: { removeDisk?: boolean }): Promise<void>;
+  /**
+   * Lets go of every migration in flight without touching QEMU (a manager shutting down, or a test standing in
+   * for a crash): their handles settle as failed, and a restarted manager reconciles them with inspect().
+   */
+  detach(): Promise<void>;
 }
+
+class DetachedError extends Error {}
 
 function recordPath(host: QemuHost, vm: string): string {
   return join(host.workDir, `${vm}.vm.json`);
@@ -99,11 +108,37 @@ async function writeRecord(host: QemuHost, rec: InstanceRecord): Promise<void> {
 }
 
 /** The same VM's files placed on another host. */
+/**
+ * QEMU serves one client per monitor: the driver holds the main one while it migrates, so every VM gets a
+ * second monitor for observers (inspect, lab status), which never blocks behind a running migration.
+ */
+function observerQmpPath(spec: { qmpPath: string }): string {
+  return `${spec.qmpPath}i`;
+}
+
+function withObserverMonitor(extra: readonly string[] | undefined, qmpPath: string): string[] {
+  const out: string[] = [];
+  const list = extra ?? [];
+  for (let i = 0; i < list.length; i++) {
+    const a = list[i] ?? '';
+    const v = list[i + 1] ?? '';
+    if ((a === '-chardev' && v.startsWith('socket,id=qmpobs,')) || (a === '-mon' && v.startsWith('chardev=qmpobs,'))) {
+      i++;
+      continue;
+    }
+    out.push(a);
+  }
+  out.push('-chardev', `socket,id=qmpobs,path=${observerQmpPath({ qmpPath }).replaceAll(',', ',,')},server=on,wait=off`, '-mon', 'chardev=qmpobs,mode=control');
+  return out;
+}
+
 function specOn(host: QemuHost, spec: Omit<QemuVmSpec, 'qmpPath' | 'serialLogPath' | 'netns'>): QemuVmSpec {
   const { disk } = spec;
+  const qmpPath = join(host.workDir, `${spec.name}.qmp`);
   const base: QemuVmSpec = {
     ...spec,
-    qmpPath: join(host.workDir, `${spec.name}.qmp`),
+    extraArgs: withObserverMonitor(spec.extraArgs, qmpPath),
+    qmpPath,
     serialLogPath: join(host.workDir, `${spec.name}.console.log`),
     ...(host.netns === null ? {} : { netns: host.netns }),
   };
@@ -111,9 +146,10 @@ function specOn(host: QemuHost, spec: Omit<QemuVmSpec, 'qmpPath' | 'serialLogPat
   return { ...base, disk: { ...disk, path: join(host.workDir, `${spec.name}.${disk.format}`) } };
 }
 
-async function monitorOf(spec: QemuVmSpec, log: Logger): Promise<{ client: QmpClient; mon: QemuMonitor }> {
-  const client = await QmpClient.connect({ path: spec.qmpPath }, { connectTimeoutMs: 5000, defaultTimeoutMs: 10_000, retryRefused: true, log });
-  return { client, mon: new QemuMonitor(client, `${spec.name} (${spec.qmpPath})`) };
+async function monitorOf(spec: QemuVmSpec, log: Logger, which: 'main' | 'observer' = 'main'): Promise<{ client: QmpClient; mon: QemuMonitor }> {
+  const path = which === 'main' ? spec.qmpPath : observerQmpPath(spec);
+  const client = await QmpClient.connect({ path }, { connectTimeoutMs: 5000, defaultTimeoutMs: 10_000, retryRefused: true, log });
+  return { client, mon: new QemuMonitor(client, `${spec.name} (${path})`) };
 }
 
 function stateOf(status: RunState): InstanceState {
@@ -178,6 +214,8 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
   const pollMs = opts.pollMs ?? 250;
   const basePort = opts.basePort ?? 49152;
   const active = new Map<string, MigrationHandle>();
+  const detachers = new Set<() => void>();
+  const noTrafficTimeoutMs = opts.noTrafficTimeoutMs ?? 20_000;
 
   async function launchOn(host: QemuHost, spec: QemuVmSpec, role: InstanceRecord['role'], jobId: string | null): Promise<number> {
     await opts.prepareHost?.(host, spec);
@@ -196,6 +234,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     await rm(pidfile, { force: true });
     if (spec !== undefined) {
       await rm(spec.qmpPath, { force: true });
+      await rm(observerQmpPath(spec), { force: true });
       if (removeDisk && spec.disk !== undefined) await rm(spec.disk.path, { force: true });
       await opts.releaseHost?.(host, spec);
     }
@@ -207,7 +246,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     if (rec === null || !isAlive(rec.pid)) return { state: 'absent', migration: null };
     let c: { client: QmpClient; mon: QemuMonitor } | null = null;
     try {
-      c = await monitorOf(rec.spec, log);
+      c = await monitorOf(rec.spec, log, 'observer');
       const st = await c.mon.queryStatus();
       const mig = await c.mon.queryMigrate().catch(() => null);
       return { state: stateOf(st.status), migration: mig };
@@ -265,7 +304,16 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         await mon.blockExportDel(exportId(rec.jobId ?? ''), { mode: 'hard' }).catch(() => undefined);
         await mon.nbdServerStop().catch(() => undefined);
       }
-      const st = await mon.queryStatus();
+      // The source reports 'completed' once it has sent the last bytes; the destination may still be loading
+      // them. `cont` during 'inmigrate' would only arm autostart, so wait for the load to finish first.
+      let st = await mon.queryStatus();
+      for (let i = 0; i < 600 && st.status === 'inmigrate'; i++) {
+        await sleep(50);
+        st = await mon.queryStatus();
+      }
+      if (st.status === 'inmigrate') {
+        throw new AppError('MIGRATION_DESTINATION_STUCK', `Cannot activate ${vm} at ${dst.placement.siteId}: it is still loading the incoming migration after 30 s`);
+      }
       if (!st.running) await mon.cont();
     } finally {
       await client.close();
@@ -329,7 +377,16 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
       });
     };
 
-    const aborted = (): boolean => abortReason !== null;
+    let detached = false;
+    const detach = (): void => {
+      detached = true;
+      abortWake?.();
+    };
+    detachers.add(detach);
+    const aborted = (): boolean => {
+      if (detached) throw new DetachedError();
+      return abortReason !== null;
+    };
     const waitOrAbort = (ms: number): Promise<void> => new Promise((r) => {
       const t = setTimeout(() => { abortWake = null; r(); }, ms);
       abortWake = () => { clearTimeout(t); abortWake = null; r(); };
@@ -427,6 +484,10 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         return outcome('completed', null, info.downtime ?? null);
       } catch (e) {
         const err = e as Error;
+        if (detached || e instanceof DetachedError) {
+          log.warn('migration detached; QEMU carries on and a restarted manager reconciles it', { vm: req.vm, job: req.jobId, phase });
+          return outcome('failed', `the driver let go of this migration in phase ${phase} (manager stopping); QEMU carries on and the job is reconciled on restart`, null);
+        }
         log.error('migration failed', { vm: req.vm, job: req.jobId, phase, error: err.message });
         if (currentPhase() === 'postcopy') {
           phase = 'failed';
@@ -435,6 +496,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         }
         return await rollBackLive(aborted() ? 'aborted' : 'failed', aborted() ? (abortReason ?? err.message) : `${err.message} (in phase ${phase})`);
       } finally {
+        detachers.delete(detach);
         await s?.client.close().catch(() => undefined);
         await d?.client.close().catch(() => undefined);
         feed.end();
@@ -493,6 +555,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         speed: settings.maxBandwidthBytesPerS, 'auto-dismiss': true,
       });
       const stall = stallWatch();
+      const quiet = quietWatch();
       for (;;) {
         if (aborted()) return { status: 'aborted', reason: abortReason ?? 'aborted' };
         const jobs = await smon.queryBlockJobs();
@@ -510,12 +573,28 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
           throughputMbps: (rate * 8) / 1e6, etaS: rate > 0 ? (remaining + req.shape.memoryMiB * MiB) / rate : null,
         });
         if (job.ready) return null;
+        if (quiet(job.offset)) return { status: 'failed', reason: `no disk bytes reached ${req.to.siteId} for ${noTrafficTimeoutMs} ms: the link looks cut` };
         const action = stall(remaining);
         if (action === 'abort' || action === 'deadline') {
           return { status: 'aborted', reason: action === 'deadline' ? `deadline of ${req.policy.deadlineMs} ms passed while mirroring the disk` : `the disk mirror stalled for ${req.policy.stallTimeoutMs} ms` };
         }
         await waitOrAbort(pollMs);
       }
+    }
+
+    /** Returns a function that, fed a byte counter, says whether it has stood still for noTrafficTimeoutMs. */
+    function quietWatch(): (counter: number) => boolean {
+      let last = -1;
+      let since = opts.clock.nowMs();
+      return (counter) => {
+        const now = opts.clock.nowMs();
+        if (counter !== last) {
+          last = counter;
+          since = now;
+          return false;
+        }
+        return now - since >= noTrafficTimeoutMs;
+      };
     }
 
     /** Returns a function that, fed the remaining bytes, says when a stall (or the deadline) calls for action. */
@@ -544,6 +623,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     /** Polls query-migrate until the migration ends, applying stall actions and post-copy as planned. */
     async function followMigration(smon: QemuMonitor): Promise<{ status: 'completed' | 'aborted' | 'failed'; reason: string }> {
       const stall = stallWatch();
+      const quiet = quietWatch();
       let postcopyStarted = false;
       let lastMs = opts.clock.nowMs();
       let lastBytes = 0;
@@ -588,12 +668,15 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
             log.info('switched to post-copy after the first pass', { vm: req.vm, job: req.jobId });
           }
           if (phase !== 'postcopy') {
+            if (quiet(ram.transferred)) {
+              return { status: 'failed', reason: `no bytes reached ${req.to.siteId} for ${noTrafficTimeoutMs} ms with ${ram.remaining} bytes of memory left: the link looks cut` };
+            }
             const action = stall(ram.remaining);
             if (action === 'deadline') return { status: 'aborted', reason: `deadline of ${req.policy.deadlineMs} ms passed with ${ram.remaining} bytes of memory left` };
             if (action !== null) {
               stallTaken.push(action);
               log.warn('migration stalled', { vm: req.vm, job: req.jobId, action, remainingBytes: ram.remaining, downtimeLimitMs });
-              if (action === 'abort') return { status: 'aborted', reason: `no progress for ${req.policy.stallTimeoutMs} ms with ${ram.remaining} bytes left; the policy says abort` };
+              if (action === 'abort') return { status: 'aborted', reason: `stalled: no progress for ${req.policy.stallTimeoutMs} ms with ${ram.remaining} bytes left; the policy says abort` };
               if (action === 'post-copy' && !postcopyStarted) {
                 postcopyStarted = true;
                 await smon.migrateStartPostcopy();
@@ -698,6 +781,11 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     },
     async destroyVm(vm, at, o) {
       await destroyOn(opts.hostFor(at), vm, o?.removeDisk === true);
+    },
+    async detach() {
+      const pending = [...active.values()].map((h) => h.done);
+      for (const d of detachers) d();
+      await Promise.all(pending);
     },
   };
 }
