@@ -95,7 +95,7 @@ describe('proxy server on loopback', () => {
     assert.ok(r.intact && r.bytesVerified === r.bytesSent, JSON.stringify(r));
     assert.equal(a.connections(), 1);
     assert.equal(a.bytes(), r.bytesSent, 'the established session stayed on its backend throughout');
-    assert.ok(r.longestStallMs < 500, `no stall at the re-point (${r.longestStallMs.toFixed(0)} ms)`);
+    assert.ok(r.longestStallMs < 1500, `no stall at the re-point (${r.longestStallMs.toFixed(0)} ms)`);
   });
 
   it("passes a half-close through: the user's FIN reaches the backend, and the backend's later reply still reaches the user", async () => {
@@ -204,8 +204,8 @@ describe('proxy server on loopback', () => {
     assert.equal(r.end, 'completed');
     assert.ok(r.intact && r.framesVerified === r.framesSent);
     assert.deepEqual([a.connections(), b.connections()], [0, 1]);
-    assert.ok(r.longestStallMs >= 250 && r.longestStallMs < 1000, `the first frames waited for the route (${r.longestStallMs.toFixed(0)} ms)`);
-    assert.ok(performance.now() - t0 < 2000);
+    assert.ok(r.longestStallMs >= 250 && r.longestStallMs < 2500, `the first frames waited for the route (not for the 5 s hold) (${r.longestStallMs.toFixed(0)} ms)`);
+    assert.ok(performance.now() - t0 < 4000);
 
     // A hold that ends without news goes to the route's current backends.
     p.apply({ kind: 'switching', service: 'desk', generation: 4, holdMs: 200 });
@@ -236,7 +236,7 @@ describe('proxy server on loopback', () => {
     const slow: PathRewriter = {
       repoint: () => new Promise<void>((r) => {
         release = r;
-        setTimeout(r, 3000);
+        setTimeout(r, 10_000);
       }),
       close: () => Promise.resolve(),
     };
@@ -250,10 +250,10 @@ describe('proxy server on loopback', () => {
     assert.ok(performance.now() - t0 < 20, 'apply() returns at once');
     const fresh = await runStreamCheck({ host: '127.0.0.1', port, durationMs: 100, intervalMs: 10 });
     assert.equal(fresh.end, 'completed');
-    assert.ok(performance.now() - t0 < 1000, 'a new session was served while the re-point was still running');
+    assert.ok(performance.now() - t0 < 2500, 'a new session was served while the re-point was still running');
     const r = await long;
     assert.equal(r.end, 'completed');
-    assert.ok(r.longestStallMs < 200, `the established session never waited (${r.longestStallMs.toFixed(0)} ms)`);
+    assert.ok(r.longestStallMs < 1500, `the established session never waited for the slow re-point (${r.longestStallMs.toFixed(0)} ms)`);
     assert.equal(p.stats().repoints.applied, 0, 'the re-point was still running');
     release();
     await p.settled();
