@@ -99,8 +99,14 @@ export async function createNftPathRewriter(o: NftPathRewriterOptions = {}): Pro
     table,
     current: () => new Map(toSite),
     repoint: (c: PathChange) => {
-      const vip = checkIpv4(c.host, 'host');
-      const via = checkIpv4(c.via, 'via');
+      let vip: string;
+      let via: string;
+      try {
+        vip = checkIpv4(c.host, 'host');
+        via = checkIpv4(c.via, 'via');
+      } catch (e) {
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
       // Serialised: the maps above must describe what the kernel holds when the next script is built.
       const run = chain.then(async () => {
         if (closed) throw new AppError('PATH_REWRITER_CLOSED', `Cannot re-point ${vip} to ${via}: the path rewriter (table ${table}) is closed`);
