@@ -19,6 +19,7 @@ import { progressBar } from './progress.js';
 import { runDemo } from './demo.js';
 import { formatEvaluation } from '../fingerprint/evaluate.js';
 import { evaluateCaptures, fingerprintCapture, runCollect } from './telemetry.js';
+import { cmdLab } from './lab.js';
 
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 
@@ -31,6 +32,8 @@ Usage:
   vmshadow fingerprint --pcap FILE --vm IP [--json]       verdict from flow records (softflowd → our collector)
   vmshadow fingerprint --evaluate [--traffic-dir DIR]     accuracy on the labelled captures
   vmshadow collect --listen ADDR:PORT [--inventory FILE] [--window-s N] [--duration-s N] [--json]
+  vmshadow lab up [--config FILE] [--sites N] [--flow-collector PORT] [--state-dir DIR] [--json]
+  vmshadow lab status [--json] | vmshadow lab down       a multi-site cloud of QEMU guests on this machine (root)
 
 Errors in input exit with code 2 and name the field; other failures exit 1.
 `;
@@ -301,6 +304,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'demo': cmdDemo(rest, io); break;
       case 'fingerprint': await cmdFingerprint(rest, io); break;
       case 'collect': await cmdCollect(rest, io); break;
+      case 'lab': return await cmdLab(rest, io);
       case undefined: case 'help': case '--help': case '-h':
         io.out(USAGE);
         return cmd === undefined ? 2 : 0;
