@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { InputError } from '../core/errors.js';
@@ -123,6 +124,14 @@ describe('parseLabConfig() reads a file', () => {
       [[1, 2], 'config'],
     ];
     for (const [raw, field] of cases) assert.equal(fieldOf(() => parseLabConfig(raw, data)), field, JSON.stringify(raw));
+  });
+
+  it('reads examples/lab.json (the documented example)', () => {
+    const file = fileURLToPath(new URL('../../../examples/lab.json', import.meta.url));
+    const c = parseLabConfig(JSON.parse(readFileSync(file, 'utf8')), data);
+    assert.deepEqual(c.sites.map((s) => s.id), ['us-east-1', 'us-west-2', 'eu-west-1']);
+    assert.equal(findLink(c, 'us-east-1', 'us-west-2')?.rateMbps, 200);
+    assert.equal(c.flowExport?.collectorPort, 9995);
   });
 
   it('reads --flow-collector as PORT or IPV4:PORT', () => {
