@@ -36,6 +36,17 @@ describe('FlowRows', () => {
     }));
   });
 
+  it('keeps a record whose ports, protocol, flags or domain do not fit their slots as it is', () => {
+    const rows = new FlowRows();
+    const odd = { exporter: 'e', domain: -1, srcAddr: '10.0.0.1', dstAddr: '10.0.0.2', srcPort: 70_000, dstPort: 1.5, protocol: 300, bytes: 1, packets: 1, firstMs: 0, lastMs: 0, tcpFlags: 256, samplingRate: 1 };
+    rows.pushRecord(odd);
+    rows.pushRecord({ ...odd, domain: 0, srcPort: 1, dstPort: 2, protocol: 6, tcpFlags: 2 });
+    const copy = new FlowRows();
+    copy.pushRow(rows, 0);
+    assert.deepEqual(rows.records(), [odd, { ...odd, domain: 0, srcPort: 1, dstPort: 2, protocol: 6, tcpFlags: 2 }]);
+    assert.deepEqual(copy.records(), [odd]);
+  });
+
   it('keeps canonical IPv4 addresses as numbers and anything else as text', () => {
     const rows = new FlowRows();
     const base = { exporter: 'e', domain: 0, srcPort: 1, dstPort: 2, protocol: 6, bytes: 1, packets: 1, firstMs: 0, lastMs: 0, tcpFlags: 0, samplingRate: 1 };

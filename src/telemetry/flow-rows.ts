@@ -6,21 +6,26 @@ import type { FlowRecord } from './flow.js';
 
 // Slots of a row. IPv4 addresses are kept as unsigned 32-bit numbers; other addresses (IPv6, or text
 // that is not canonical dotted IPv4) as text beside the row, with TEXT_ADDRESS in the address slots.
+// Small integers share a slot, exactly (below 2^53): ports, protocol and TCP flags in one; the
+// observation domain and the exporter's index in the table's names in another.
 const SRC = 0;
 const DST = 1;
-const SRC_PORT = 2;
-const DST_PORT = 3;
-const PROTOCOL = 4;
-const TCP_FLAGS = 5;
-const BYTES = 6;
-const PACKETS = 7;
-const FIRST_MS = 8;
-const LAST_MS = 9;
-const SAMPLING_RATE = 10;
-const DOMAIN = 11;
-/** Index of the exporter's name in the table's list of names. */
-const EXPORTER = 12;
-export const ROW_STRIDE = 13;
+/** srcPort · 2^32 + dstPort · 2^16 + protocol · 2^8 + tcpFlags. */
+const PORTS = 2;
+const BYTES = 3;
+const PACKETS = 4;
+const FIRST_MS = 5;
+const LAST_MS = 6;
+const SAMPLING_RATE = 7;
+/** domain · 2^21 + index of the exporter's name. */
+const SOURCE = 8;
+export const ROW_STRIDE = 9;
+const TWO_8 = 2 ** 8;
+const TWO_16 = 2 ** 16;
+const TWO_21 = 2 ** 21;
+const TWO_32 = 2 ** 32;
+
+const isU = (x: number, below: number): boolean => Number.isInteger(x) && x >= 0 && x < below;
 
 /** The address slot value meaning "the address is in the row's text". */
 export const TEXT_ADDRESS = -1;
@@ -75,6 +80,8 @@ export class FlowRows {
   private lastNameIndex = -1;
   /** Text addresses [src, dst] of the rows whose address slots say TEXT_ADDRESS. */
   private texts: Map<number, readonly [string, string]> | null = null;
+  /** Records given whole (pushRecord) whose small fields do not fit their slots: kept as they are. */
+  private odd: Map<number, FlowRecord> | null = null;
   private n = 0;
 
   /** Rows are kept in chunks of 2^chunkBits. */
@@ -91,6 +98,7 @@ export class FlowRows {
   clear(): void {
     this.n = 0;
     this.texts = null;
+    this.odd = null;
     if (this.names.length > 1024) {
       this.names.length = 0;
       this.nameIndex.clear();
@@ -104,12 +112,15 @@ export class FlowRows {
     if (length >= this.n) return;
     this.n = length;
     if (this.texts !== null) for (const k of [...this.texts.keys()]) if (k >= length) this.texts.delete(k);
+    if (this.odd !== null) for (const k of [...this.odd.keys()]) if (k >= length) this.odd.delete(k);
   }
 
   private nameOf(exporter: string): number {
     if (exporter === this.lastName && this.lastNameIndex >= 0) return this.lastNameIndex;
     let i = this.nameIndex.get(exporter);
     if (i === undefined) {
+      // The index shares a slot with the domain: past 2^21 names (never, in practice) start over.
+      if (this.names.length >= TWO_21) throw new RangeError(`a FlowRows table holds at most ${TWO_21} exporter names`);
       i = this.names.length;
       this.names.push(exporter);
       this.nameIndex.set(exporter, i);
@@ -140,17 +151,13 @@ export class FlowRows {
     v[o + SRC] = src;
     v[o + DST] = dst;
     if (src === TEXT_ADDRESS || dst === TEXT_ADDRESS) (this.texts ??= new Map()).set(i, [srcText, dstText]);
-    v[o + SRC_PORT] = srcPort;
-    v[o + DST_PORT] = dstPort;
-    v[o + PROTOCOL] = protocol;
-    v[o + TCP_FLAGS] = tcpFlags;
+    v[o + PORTS] = srcPort * TWO_32 + dstPort * TWO_16 + protocol * TWO_8 + tcpFlags;
     v[o + BYTES] = bytes;
     v[o + PACKETS] = packets;
     v[o + FIRST_MS] = firstMs;
     v[o + LAST_MS] = lastMs;
     v[o + SAMPLING_RATE] = samplingRate;
-    v[o + DOMAIN] = domain;
-    v[o + EXPORTER] = this.nameOf(exporter);
+    v[o + SOURCE] = domain * TWO_21 + this.nameOf(exporter);
     this.n = i + 1;
   }
 
@@ -159,8 +166,10 @@ export class FlowRows {
     const s = ipv4Number(r.srcAddr);
     const d = ipv4Number(r.dstAddr);
     const text = s < 0 || d < 0;
-    this.push(r.exporter, r.domain, text ? TEXT_ADDRESS : s, text ? TEXT_ADDRESS : d, r.srcAddr, r.dstAddr, r.srcPort, r.dstPort,
-      r.protocol, r.tcpFlags, r.bytes, r.packets, r.firstMs, r.lastMs, r.samplingRate);
+    const fits = isU(r.srcPort, TWO_16) && isU(r.dstPort, TWO_16) && isU(r.protocol, TWO_8) && isU(r.tcpFlags, TWO_8) && isU(r.domain, TWO_32);
+    this.push(r.exporter, fits ? r.domain : 0, text ? TEXT_ADDRESS : s, text ? TEXT_ADDRESS : d, r.srcAddr, r.dstAddr,
+      fits ? r.srcPort : 0, fits ? r.dstPort : 0, fits ? r.protocol : 0, fits ? r.tcpFlags : 0, r.bytes, r.packets, r.firstMs, r.lastMs, r.samplingRate);
+    if (!fits) (this.odd ??= new Map()).set(this.n - 1, r);
   }
 
   /** Appends row i of another table. */
@@ -170,11 +179,17 @@ export class FlowRows {
     const o = (j & this.mask) * ROW_STRIDE;
     const f = from.chunks[i >>> from.bits]!;
     const k = (i & from.mask) * ROW_STRIDE;
-    for (let s = 0; s < EXPORTER; s++) v[o + s] = f[k + s]!;
-    v[o + EXPORTER] = from.names === this.names ? f[k + EXPORTER]! : this.nameOf(from.names[f[k + EXPORTER]!]!);
+    for (let s = 0; s < SOURCE; s++) v[o + s] = f[k + s]!;
+    const source = f[k + SOURCE]!;
+    const name = source % TWO_21;
+    v[o + SOURCE] = source - name + this.nameOf(from.names[name]!);
     if (from.texts !== null) {
       const t = from.texts.get(i);
       if (t !== undefined) (this.texts ??= new Map()).set(j, t);
+    }
+    if (from.odd !== null) {
+      const r = from.odd.get(i);
+      if (r !== undefined) (this.odd ??= new Map()).set(j, r);
     }
     this.n = j + 1;
   }
@@ -211,21 +226,27 @@ export class FlowRows {
   record(i: number): FlowRecord {
     const v = this.chunks[i >>> this.bits]!;
     const o = (i & this.mask) * ROW_STRIDE;
-    return {
-      exporter: this.names[v[o + EXPORTER]!]!,
-      domain: v[o + DOMAIN]!,
+    const ports = v[o + PORTS]!;
+    const high = Math.floor(ports / TWO_16); // srcPort · 2^16 + dstPort
+    const low = ports - high * TWO_16; // protocol · 2^8 + tcpFlags
+    const source = v[o + SOURCE]!;
+    const name = source % TWO_21;
+    const r: FlowRecord = {
+      exporter: this.names[name]!,
+      domain: (source - name) / TWO_21,
       srcAddr: this.srcText(i),
       dstAddr: this.dstText(i),
-      srcPort: v[o + SRC_PORT]!,
-      dstPort: v[o + DST_PORT]!,
-      protocol: v[o + PROTOCOL]!,
+      srcPort: Math.floor(high / TWO_16),
+      dstPort: high % TWO_16,
+      protocol: low >>> 8,
       bytes: v[o + BYTES]!,
       packets: v[o + PACKETS]!,
       firstMs: v[o + FIRST_MS]!,
       lastMs: v[o + LAST_MS]!,
-      tcpFlags: v[o + TCP_FLAGS]!,
+      tcpFlags: low & 255,
       samplingRate: v[o + SAMPLING_RATE]!,
     };
+    return this.odd?.get(i) ?? r;
   }
 
   /** Every row as FlowRecords, from row `from` on. */
