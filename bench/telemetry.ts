@@ -1,19 +1,27 @@
 // bench/telemetry: decoding throughput of the project's collector vs nfcapd (nfdump), side by side in one
-// run, on a recorded softflowd export (IPFIX and NetFlow v9) replayed at full speed over loopback; and the
-// collector's memory with 100,000 new flows a minute.
-import { spawn, spawnSync } from 'node:child_process';
+// run, on one recorded softflowd export (IPFIX and NetFlow v9) replayed over loopback to each in turn, at
+// full speed and paced; and the collector's memory with 100,000 new flows a minute.
+//
+// Fairness: both receivers get the same datagrams, the same socket receive buffer, and are measured the
+// same way from /proc: CPU seconds of the whole process (user + system, every thread), wall time until
+// their socket's queue is empty, and the kernel's drop counter for their socket. nfcapd also writes its
+// records to files; that is its way of keeping them, as windows of rows are ours, and both count.
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../src/core/logger.js';
 import type { VmId } from '../src/core/ids.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS } from '../src/telemetry/collector.js';
-import { createInventory } from '../src/telemetry/inventory.js';
+import { pickDecoder } from '../src/telemetry/decoders/index.js';
+import { createInventory, type Inventory } from '../src/telemetry/inventory.js';
 import { listenUdp } from '../src/telemetry/udp.js';
 import { systemClock } from '../src/core/clock.js';
-import { manyFlows, writePcap } from '../src/testing/pcap-writer.js';
+import { writePcap, type SyntheticPacket } from '../src/testing/pcap-writer.js';
+import { MapTemplateStore } from '../src/testing/flow-templates.js';
 import { quiet, runSoftflowd, startNfcapd, startRelay } from '../src/testing/flow-reference.js';
 
 export interface TelemetryBenchOptions {
@@ -25,11 +33,40 @@ export interface TelemetryBenchOptions {
 const self = fileURLToPath(import.meta.url);
 const f0 = (x: number): string => Math.round(x).toLocaleString('en-US');
 
+/** VMs in the bench's cloud; 9 flows in 10 have one of them at one end, the rest are nobody's. */
+const VMS = 10_000;
+/** Both receivers ask for this socket receive buffer; the kernel caps it at net.core.rmem_max (and doubles it). */
+const RECV_BUFFER_BYTES = 64 * 1024 * 1024;
+
+const vmAddr = (k: number): [number, number, number, number] => [10, 0, (k >>> 8) & 255, k & 255];
+
+export function benchInventory(): Inventory {
+  return createInventory(Array.from({ length: VMS }, (_, k) => ({ vm: `vm-${k}` as VmId, ips: [vmAddr(k).join('.')] })));
+}
+
+/** n short flows between the cloud's VMs and their users over durationMs: what a hypervisor's exporter sees. */
+export function* cloudFlows(n: number, startMs: number, durationMs: number): Generator<SyntheticPacket> {
+  for (let i = 0; i < n; i++) {
+    const user: [number, number, number, number] = [172, 16 + ((i >>> 16) & 15), (i >>> 8) & 255, i & 255];
+    const vm = i % 10 === 9 ? [10, 1, (i >>> 8) & 255, i & 255] as const : vmAddr(i % VMS);
+    const out = i % 4 !== 0;
+    yield {
+      tsMs: startMs + Math.floor((i / n) * durationMs),
+      src: out ? vm : user,
+      dst: out ? user : vm,
+      sport: out ? (i % 2 === 0 ? 443 : 5900) : 1024 + (i % 60000),
+      dport: out ? 1024 + (i % 60000) : (i % 2 === 0 ? 443 : 5900),
+      proto: i % 3 === 0 ? 17 : 6,
+      payloadBytes: 64 + (i % 1000),
+    };
+  }
+}
+
 /** Records a real exporter's datagrams: softflowd reading a synthetic capture of `flows` flows. */
 async function recordExport(version: 9 | 10, flows: number): Promise<Uint8Array[]> {
   const dir = mkdtempSync(join(tmpdir(), 'vmshadow-bench-'));
   const pcap = join(dir, 'flows.pcap');
-  writeFileSync(pcap, writePcap(manyFlows(flows, { startMs: Date.UTC(2026, 0, 1), durationMs: 60_000 })));
+  writeFileSync(pcap, writePcap(cloudFlows(flows, Date.UTC(2026, 0, 1), 60_000)));
   const got: Uint8Array[] = [];
   const relay = await startRelay((d) => got.push(d.slice()), null);
   try {
@@ -42,97 +79,176 @@ async function recordExport(version: 9 | 10, flows: number): Promise<Uint8Array[
   return got;
 }
 
-/**
- * Sends the recording `times` times over, paced (a pause every 64 datagrams) so that neither receiver
- * drops datagrams in the kernel: the comparison is of CPU spent per record, not of who loses less.
- */
-async function blast(datagrams: readonly Uint8Array[], port: number, times: number): Promise<number> {
-  const sock = createSocket({ type: 'udp4', sendBufferSize: 16 * 1024 * 1024 });
-  let sent = 0;
-  for (let t = 0; t < times; t++) {
-    for (const d of datagrams) {
-      sock.send(d, port, '127.0.0.1');
-      if (++sent % 64 === 0) await new Promise((r) => setTimeout(r, 1));
-    }
-  }
-  await new Promise((r) => setTimeout(r, 100));
-  sock.close();
-  return sent;
+/** Flow records in one pass over the recording, by the project's decoders (nfcapd must find as many). */
+function recordsIn(datagrams: readonly Uint8Array[]): number {
+  const templates = new MapTemplateStore();
+  let n = 0;
+  for (const d of datagrams) n += pickDecoder(d)?.decode(d, { exporter: 'x', nowMs: 0, templates }).records.length ?? 0;
+  return n;
 }
 
-interface Rate { records: number; cpuS: number; recordsPerCpuS: number }
+/**
+ * Sends the recording `times` times over one connected socket. Full speed (perMs null): as fast as the
+ * sender can, yielding to the event loop only so its queue does not grow; paced: perMs datagrams per
+ * millisecond timer. Resolves once the last datagram has left.
+ */
+async function replay(datagrams: readonly Uint8Array[], port: number, times: number, perMs: number | null): Promise<void> {
+  const sock = createSocket({ type: 'udp4', sendBufferSize: 4 * 1024 * 1024 });
+  await new Promise<void>((r) => sock.connect(port, '127.0.0.1', () => r()));
+  try {
+    const total = datagrams.length * times;
+    let left: Promise<void> = Promise.resolve();
+    for (let sent = 0; sent < total;) {
+      const d = datagrams[sent % datagrams.length]!;
+      if (++sent === total) left = new Promise<void>((r) => sock.send(d, () => r()));
+      else sock.send(d);
+      if (perMs !== null && sent % perMs === 0) await new Promise((r) => setTimeout(r, 1));
+      else if (perMs === null && sent % 512 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await left;
+  } finally {
+    sock.close();
+  }
+}
 
-/** CPU seconds (user + system) a process has used, from /proc. */
+/** CPU seconds (user + system, all threads) a process has used, from /proc. */
 function cpuSecondsOf(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-/** Our collector in its own process, receiving what blast() sends; reports records and CPU used. */
-async function oursReceive(datagrams: readonly Uint8Array[], times: number): Promise<Rate> {
-  const child = spawn(process.execPath, [self, '--receive'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`receiver exited ${code} before listening`)));
-    const onData = (): void => {
-      const m = /^port (\d+)$/m.exec(out);
-      if (m) {
-        child.stdout.off('data', onData);
-        resolve(Number(m[1]));
-      }
-    };
-    child.stdout.on('data', onData);
+/** The kernel's view of a loopback UDP socket: bytes waiting in its queue, and datagrams dropped. */
+function udpSocket(port: number): { queuedBytes: number; drops: number } | null {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local) return { queuedBytes: parseInt(f[4]!.split(':')[1]!, 16), drops: Number(f[f.length - 1]) };
+  }
+  return null;
+}
+
+async function until(cond: () => boolean, stepMs: number, maxMs: number): Promise<void> {
+  const end = performance.now() + maxMs;
+  while (!cond() && performance.now() < end) await new Promise((r) => setTimeout(r, stepMs));
+}
+
+/** Waits until a process has stopped using CPU (two readings stepMs apart agree), at most maxMs. */
+async function idle(pid: number, stepMs = 150, maxMs = 5000): Promise<void> {
+  let last = -1;
+  await until(() => {
+    const now = cpuSecondsOf(pid);
+    const same = now === last;
+    last = now;
+    return same;
+  }, stepMs, maxMs);
+}
+
+interface Run {
+  records: number;
+  cpuS: number;
+  wallS: number;
+  drops: number;
+  recordsPerCpuS: number;
+  recordsPerWallS: number;
+}
+
+interface Receiver {
+  readonly pid: number;
+  readonly port: number;
+  /** Stops it; returns the records it kept and the CPU seconds it used in all. */
+  finish(): Promise<{ records: number; cpuS: number }>;
+}
+
+/**
+ * Replays to a receiver and measures it the same way whichever it is: first one warm-up pass (a
+ * collector runs for days; the JIT's start is not its throughput), then `times` passes measured.
+ */
+async function measure(rx: Receiver, datagrams: readonly Uint8Array[], recordsPerPass: number, times: number, perMs: number | null): Promise<Run> {
+  const drained = (): Promise<void> => until(() => (udpSocket(rx.port)?.queuedBytes ?? 0) === 0, 2, 30_000);
+  await replay(datagrams, rx.port, 1, perMs);
+  await drained();
+  await idle(rx.pid);
+  const warmDrops = udpSocket(rx.port)?.drops ?? 0;
+  const cpu0 = cpuSecondsOf(rx.pid);
+  const t0 = performance.now();
+  await replay(datagrams, rx.port, times, perMs);
+  await drained();
+  const wallS = (performance.now() - t0) / 1000;
+  await idle(rx.pid);
+  const drops = (udpSocket(rx.port)?.drops ?? 0) - warmDrops;
+  const { records: all, cpuS: total } = await rx.finish();
+  // The warm-up pass's records, unless it lost some (then the whole run is off by them, and says so).
+  const records = all - recordsPerPass;
+  const cpuS = Math.max(0.01, total - cpu0);
+  return { records, cpuS, wallS, drops: drops + warmDrops, recordsPerCpuS: records / cpuS, recordsPerWallS: records / wallS };
+}
+
+/** Our collector in its own process (see receiver()), as systemd would run `vmshadow collect`. */
+async function startOurs(): Promise<Receiver> {
+  const child: ChildProcess = fork(self, ['--receive'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const reply = <T>(): Promise<T> => new Promise<T>((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`receiver exited ${code}`));
+    child.once('exit', onExit);
+    child.once('message', (m) => {
+      child.off('exit', onExit);
+      resolve(m as T);
+    });
   });
-  await blast(datagrams, port, times);
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
-  if (code !== 0) throw new Error(`receiver exited ${code}`);
-  const m = /^result (.*)$/m.exec(out);
-  if (m === null) throw new Error(`receiver printed no result: ${out}`);
-  const r = JSON.parse(m[1]!) as { records: number; cpuS: number };
-  return { ...r, recordsPerCpuS: r.records / r.cpuS };
+  const { port } = await reply<{ port: number }>();
+  return {
+    pid: child.pid!,
+    port,
+    finish: async () => {
+      const done = reply<{ records: number }>();
+      child.send('finish');
+      const { records } = await done;
+      const cpuS = cpuSecondsOf(child.pid!);
+      child.kill();
+      await new Promise((r) => child.once('exit', r));
+      return { records, cpuS };
+    },
+  };
 }
 
-async function nfcapdReceive(datagrams: readonly Uint8Array[], times: number): Promise<Rate> {
-  const nf = await startNfcapd();
-  let cpuS = 0;
-  try {
-    const cpu0 = cpuSecondsOf(nf.pid);
-    await blast(datagrams, nf.port, times);
-    await new Promise((r) => setTimeout(r, 1000));
-    cpuS = Math.max(0.01, cpuSecondsOf(nf.pid) - cpu0);
-  } finally {
-    // stopAndCount below stops it; on an error above, stop it here so nothing is left running.
-    if (cpuS === 0) await nf.stop().catch(() => undefined);
-  }
-  const records = await nf.stopAndCount();
-  return { records, cpuS, recordsPerCpuS: records / cpuS };
+async function startReference(): Promise<Receiver> {
+  const nf = await startNfcapd({ recvBufferBytes: RECV_BUFFER_BYTES });
+  return {
+    pid: nf.pid,
+    port: nf.port,
+    finish: async () => {
+      const cpuS = cpuSecondsOf(nf.pid);
+      return { records: await nf.stopAndCount(), cpuS };
+    },
+  };
 }
 
-/** The receiving side of oursReceive: decodes until a quiet spell, then reports records and CPU time. */
+/**
+ * The receiving side of startOurs: the collector on a UDP socket with the bench's inventory, until told
+ * to finish; then every window is closed (as at shutdown) and the records counted.
+ */
 async function receiver(): Promise<void> {
-  const core = new CollectorCore({ ...DEFAULT_COLLECTOR_OPTIONS, inventory: createInventory([{ vm: 'vm-1' as VmId, ips: ['10.0.0.1'] }]), onWindow: () => undefined, log: silentLogger });
-  const udp = await listenUdp(core, { host: '127.0.0.1', port: 0 }, systemClock, { recvBufferBytes: 64 * 1024 * 1024 });
-  const cpu0 = process.cpuUsage();
-  process.stdout.write(`port ${udp.address.port}\n`);
-  let seen = -1;
-  const giveUp = Date.now() + 60_000; // a sender that never sends does not hang the bench
-  while ((core.stats.datagrams === 0 && Date.now() < giveUp) || (core.stats.datagrams > 0 && seen !== core.stats.datagrams)) {
-    seen = core.stats.datagrams;
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  const cpu = process.cpuUsage(cpu0);
+  const core = new CollectorCore({ ...DEFAULT_COLLECTOR_OPTIONS, inventory: benchInventory(), onWindow: () => undefined, log: silentLogger });
+  const udp = await listenUdp(core, { host: '127.0.0.1', port: 0 }, systemClock, { recvBufferBytes: RECV_BUFFER_BYTES });
+  process.send!({ port: udp.address.port });
+  const giveUp = setTimeout(() => process.exit(3), 10 * 60_000); // an orphan does not linger
+  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  core.tick(systemClock.nowMs(), true);
   await udp.close();
-  process.stdout.write(`result ${JSON.stringify({ records: core.stats.records, cpuS: (cpu.user + cpu.system) / 1e6 })}\n`);
+  clearTimeout(giveUp);
+  process.send!({ records: core.stats.records });
+  await new Promise(() => undefined); // the parent reads our CPU time, then kills us
 }
 
-/** Heap with 100,000 new flows a minute through the collector core for `minutes` simulated minutes. */
-function memoryUnderLoad(minutes: number): { heapMiBByMinute: number[]; windowsEmitted: number } {
+interface Memory { heapMiBByMinute: number[]; rssMiBByMinute: number[]; windowsEmitted: number }
+
+/** Heap and RSS with 100,000 new flows a minute through the collector core for `minutes` simulated minutes. */
+function memoryUnderLoad(minutes: number): Memory {
   const gc = (globalThis as { gc?: () => void }).gc;
   const inventory = createInventory(Array.from({ length: 10_000 }, (_, i) => ({ vm: `vm-${i}` as VmId, ips: [`10.${(i >> 8) & 255}.${i & 255}.1`] })));
   const core = new CollectorCore({ ...DEFAULT_COLLECTOR_OPTIONS, windowMs: 10_000, graceMs: 10_000, inventory, onWindow: () => undefined, log: silentLogger });
   const heap: number[] = [];
+  const rss: number[] = [];
   const t0 = Date.UTC(2026, 0, 1);
   let flowId = 0;
   // Records go straight to attribution and windowing: the decoders are measured above; the question
@@ -146,31 +262,61 @@ function memoryUnderLoad(minutes: number): { heapMiBByMinute: number[]; windowsE
       if (k % 10_000 === 0) core.tick(now);
     }
     gc?.();
-    heap.push(process.memoryUsage().heapUsed / 2 ** 20);
+    const u = process.memoryUsage();
+    heap.push(u.heapUsed / 2 ** 20);
+    rss.push(u.rss / 2 ** 20);
   }
-  return { heapMiBByMinute: heap, windowsEmitted: core.stats.windowsEmitted };
+  return { heapMiBByMinute: heap, rssMiBByMinute: rss, windowsEmitted: core.stats.windowsEmitted };
 }
+
+const bounded = (xs: readonly number[]): boolean => Math.max(...xs.slice(1)) <= 1.5 * (xs[1] ?? xs[0]!);
 
 export async function runTelemetryBench(o: TelemetryBenchOptions): Promise<void> {
   const results: Record<string, unknown>[] = [];
   const line = (s: string): void => {
     if (!o.json) o.out(s + '\n');
   };
-  line('# decoding throughput: records per CPU-second (one core), same recorded softflowd export replayed to each (target ≥ 1.0× nfcapd and ≥ 1,000,000 records/s)');
+  const flows = o.quick ? 20_000 : 100_000;
+  const times = o.quick ? 3 : 20;
+  const pacedPerMs = 16;
+  const rounds = o.quick ? 1 : 3;
+  line(`# decoding throughput: records per CPU-second (one core) of each receiver, the same recorded softflowd export (${f0(flows)} flows, ${VMS} VMs, 9 in 10 flows attributed) replayed ${times} times to each after a warm-up pass; full speed, then paced at ${pacedPerMs} datagrams per ms; best of ${rounds} alternating rounds (target ≥ 1.0× nfcapd and ≥ 1,000,000 records/s)`);
+  const verdicts: boolean[] = [];
   for (const [format, version] of [['ipfix', 10], ['netflow9', 9]] as const) {
-    const rec = await recordExport(version, o.quick ? 20_000 : 100_000);
-    const times = o.quick ? 2 : 10;
-    const ours = await oursReceive(rec, times);
-    const ref = await nfcapdReceive(rec, times);
+    const rec = await recordExport(version, flows);
+    const perPass = recordsIn(rec);
+    const expected = perPass * times;
+    const run = async (start: () => Promise<Receiver>, perMs: number | null): Promise<Run> => measure(await start(), rec, perPass, times, perMs);
+    // Rounds alternate the receivers, and each keeps its best: a busy machine slows either at random.
+    const best = (a: Run | null, b: Run): Run => (a === null || b.recordsPerCpuS > a.recordsPerCpuS ? b : a);
+    let ours: Run | null = null;
+    let ref: Run | null = null;
+    let oursPaced: Run | null = null;
+    let refPaced: Run | null = null;
+    for (let round = 0; round < rounds; round++) {
+      ours = best(ours, await run(startOurs, null));
+      ref = best(ref, await run(startReference, null));
+      oursPaced = best(oursPaced, await run(startOurs, pacedPerMs));
+      refPaced = best(refPaced, await run(startReference, pacedPerMs));
+    }
+    if (ours === null || ref === null || oursPaced === null || refPaced === null) throw new Error('no rounds ran');
     const ratio = ours.recordsPerCpuS / ref.recordsPerCpuS;
-    results.push({ case: `decode-${format}`, datagrams: rec.length * times, ours, nfcapd: ref, ratio });
-    line(`decode-${format}: ours ${f0(ours.recordsPerCpuS)} records per CPU-second (${f0(ours.records)} records, ${ours.cpuS.toFixed(2)} s CPU) vs nfcapd ${f0(ref.recordsPerCpuS)} (${f0(ref.records)} records, ${ref.cpuS.toFixed(2)} s CPU) → ${ratio.toFixed(2)}×`);
+    const pacedRatio = oursPaced.recordsPerCpuS / refPaced.recordsPerCpuS;
+    // Where a receiver dropped at full speed, the paced run (where neither should) is the fair one.
+    const fair = ours.drops + ref.drops === 0 ? ratio : pacedRatio;
+    const fastest = Math.max(ours.recordsPerCpuS, oursPaced.recordsPerCpuS);
+    verdicts.push(fair >= 1 && fastest >= 1_000_000);
+    results.push({ case: `decode-${format}`, datagrams: rec.length * times, expectedRecords: expected, ours, nfcapd: ref, ratio, paced: { perMs: pacedPerMs, ours: oursPaced, nfcapd: refPaced, ratio: pacedRatio } });
+    const side = (r: Run): string => `${f0(r.recordsPerCpuS)} records per CPU-second (${f0(r.records)} of ${f0(expected)} records, ${r.cpuS.toFixed(2)} s CPU, ${f0(r.recordsPerWallS)} records/s wall, ${f0(r.drops)} dropped)`;
+    line(`decode-${format}: ours ${side(ours)} vs nfcapd ${side(ref)} → ${ratio.toFixed(2)}× at full speed; paced: ours ${f0(oursPaced.recordsPerCpuS)} (${f0(oursPaced.drops)} dropped) vs nfcapd ${f0(refPaced.recordsPerCpuS)} (${f0(refPaced.drops)} dropped) → ${pacedRatio.toFixed(2)}×`);
   }
+  line(`targets (≥ 1.0× nfcapd without drops, ≥ 1,000,000 records per CPU-second): ${verdicts.every((v) => v) ? 'met' : 'NOT met'} (${verdicts.map((v, i) => `${i === 0 ? 'ipfix' : 'netflow9'} ${v ? 'yes' : 'no'}`).join(', ')})`);
   const child = spawnSync(process.execPath, ['--expose-gc', self, '--memory', o.quick ? '4' : '10'], { encoding: 'utf8' });
-  const mem = JSON.parse(child.stdout) as { heapMiBByMinute: number[]; windowsEmitted: number };
-  const h = mem.heapMiBByMinute;
+  const mem = JSON.parse(child.stdout) as Memory;
   results.push({ case: 'memory-100k-flows-per-minute', ...mem });
-  line(`memory: heap after each simulated minute of 100,000 new flows: ${h.map((x) => x.toFixed(0)).join(', ')} MiB (bounded: ${Math.max(...h.slice(1)) <= 1.5 * (h[1] ?? h[0]!) ? 'yes' : 'NO'})`);
+  const h = mem.heapMiBByMinute;
+  const r = mem.rssMiBByMinute;
+  line(`memory: after each simulated minute of 100,000 new flows: heap ${h.map((x) => x.toFixed(0)).join(', ')} MiB; RSS ${r.map((x) => x.toFixed(0)).join(', ')} MiB (bounded: ${bounded(h) && bounded(r) ? 'yes' : 'NO'})`);
   if (o.json) o.out(JSON.stringify(results) + '\n');
 }
 

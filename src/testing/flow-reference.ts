@@ -35,11 +35,16 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-/** Starts nfcapd on a free loopback port, writing to a temporary folder. */
-export async function startNfcapd(): Promise<Nfcapd> {
+/**
+ * Starts nfcapd on a free loopback port, writing to a temporary folder; with `recvBufferBytes`, its
+ * socket gets that receive buffer (-B), as the kernel caps it (net.core.rmem_max).
+ */
+export async function startNfcapd(opts: { recvBufferBytes?: number } = {}): Promise<Nfcapd> {
   const dir = mkdtempSync(join(tmpdir(), 'vmshadow-nfcapd-'));
   const port = await freeUdpPort();
-  const child: ChildProcess = spawn('nfcapd', ['-w', dir, '-p', String(port), '-b', '127.0.0.1', '-t', '3600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['-w', dir, '-p', String(port), '-b', '127.0.0.1', '-t', '3600'];
+  if (opts.recvBufferBytes !== undefined) args.push('-B', String(opts.recvBufferBytes));
+  const child: ChildProcess = spawn('nfcapd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
