@@ -219,6 +219,24 @@ export interface SimInstance {
   readonly memoryMiB: number;
 }
 
+/**
+ * What a simulated migration reports, delivered synchronously as it happens: the same progress snapshots its
+ * handle's progress() stream carries, then the outcome its `done` resolves to. For the simulator's engine,
+ * which runs without an event loop; `precopyRounds` is the model's own count (QEMU's drivers have no such field).
+ */
+export type SimMigrationEvent =
+  | { readonly type: 'progress'; readonly progress: MigrationProgress }
+  | { readonly type: 'done'; readonly outcome: MigrationOutcome; readonly precopyRounds: number };
+
+/** The sim driver's handle: the contract's, plus synchronous observation for the simulator. */
+export interface SimMigrationHandle extends MigrationHandle {
+  /** Calls `fn` synchronously with each event from now on (until the migration ends). Returns a stop function. */
+  observe(fn: (e: SimMigrationEvent) => void): () => void;
+  /** Where the migration stands at the clock's current time (the model moved forward to it first). */
+  progressNow(): MigrationProgress;
+  setBandwidthCap(capMbps: number): Promise<void>;
+}
+
 interface Subscriber {
   readonly queue: MigrationProgress[];
   wake: (() => void) | null;
@@ -260,6 +278,7 @@ interface Migration {
   switched: boolean;
   cancelTimer: (() => void) | null;
   readonly subscribers: Set<Subscriber>;
+  readonly observers: Set<(e: SimMigrationEvent) => void>;
   readonly done: Promise<MigrationOutcome>;
   resolveDone: (o: MigrationOutcome) => void;
 }
@@ -340,7 +359,7 @@ export class SimWorld {
         link: linkIdOf(s.req.from.siteId, s.req.to.siteId), rateBpms: (s.capMbps * 1e6) / 8 / 1000,
         totalBytes: (s.req.storage === 'mirror' ? s.req.shape.diskGiB * GiB : 0) + s.req.shape.memoryMiB * MiB,
         bestRemaining: s.bestRemaining ?? Infinity, lastTickMs: -1, sameTimeTicks: 0, ended: false, cancelTimer: null,
-        subscribers: new Set(), done, resolveDone,
+        subscribers: new Set(), observers: new Set(), done, resolveDone,
       };
       w.active.set(m.req.vm, m);
       const due = s.dueMs ?? w.timers.nowMs();
@@ -454,7 +473,7 @@ export class SimWorld {
         { name: 'post-copy', value: req.policy.postCopyAllowed, reason: req.policy.postCopyAllowed ? 'allowed by policy, used only on a stall' : 'not allowed by policy' },
         { name: 'storage', value: req.storage, reason: req.storage === 'mirror' ? `${fmtMiB(diskBytes)} of disk copied first` : 'shared storage' },
       ],
-      lastEmitMs: now, lastTickMs: -1, sameTimeTicks: 0, ended: false, abortReason: null, dueMs: null, switched: false, cancelTimer: null, subscribers: new Set(), done, resolveDone,
+      lastEmitMs: now, lastTickMs: -1, sameTimeTicks: 0, ended: false, abortReason: null, dueMs: null, switched: false, cancelTimer: null, subscribers: new Set(), observers: new Set(), done, resolveDone,
     };
     this.jobsSeen.add(req.jobId);
     this.active.set(req.vm, m);
@@ -464,8 +483,19 @@ export class SimWorld {
   }
 
   /** @internal */
-  handle(m: Migration): MigrationHandle {
+  handle(m: Migration): SimMigrationHandle {
     return {
+      observe: (fn) => {
+        if (m.ended) return () => undefined;
+        m.observers.add(fn);
+        return () => {
+          m.observers.delete(fn);
+        };
+      },
+      progressNow: () => {
+        if (!m.ended) this.advance(m, this.timers.nowMs());
+        return this.snapshot(m);
+      },
       jobId: m.req.jobId,
       done: m.done,
       progress: () => this.subscribe(m),
@@ -886,7 +916,7 @@ export class SimWorld {
     }
     m.subscribers.clear();
     const atDestination = status === 'completed' || (status === 'failed' && m.switched);
-    m.resolveDone({
+    const outcome: MigrationOutcome = {
       jobId: m.req.jobId,
       status,
       runningAt: atDestination ? m.req.to : m.req.from,
@@ -896,7 +926,11 @@ export class SimWorld {
       settings: m.settings,
       stallActions: [...m.stallActions],
       reason,
-    });
+    };
+    const observers = [...m.observers];
+    m.observers.clear();
+    for (const fn of observers) fn({ type: 'done', outcome, precopyRounds: m.round });
+    m.resolveDone(outcome);
   }
 
   private snapshot(m: Migration): MigrationProgress {
@@ -923,8 +957,9 @@ export class SimWorld {
 
   private emit(m: Migration): void {
     m.lastEmitMs = this.timers.nowMs();
-    if (m.subscribers.size === 0) return;
+    if (m.subscribers.size === 0 && m.observers.size === 0) return;
     const p = this.snapshot(m);
+    for (const fn of m.observers) fn({ type: 'progress', progress: p });
     for (const s of m.subscribers) {
       s.queue.push(p);
       s.wake?.();
@@ -960,13 +995,21 @@ export class SimWorld {
   }
 }
 
+/**
+ * The driver's start, synchronously: the simulator's engine runs on a virtual clock without an event loop.
+ * Throws what the driver's start() rejects with.
+ */
+export function startSimMigration(world: SimWorld, req: MigrationRequest): SimMigrationHandle {
+  return world.handle(world.start(req));
+}
+
 /** The driver over a world. Several drivers may share one world: that is a manager restarting. */
 export function createSimDriver(world: SimWorld): MigrationDriver {
   return {
     kind: 'sim',
     start(req) {
       try {
-        return Promise.resolve(world.handle(world.start(req)));
+        return Promise.resolve(startSimMigration(world, req));
       } catch (e) {
         return Promise.reject(e instanceof Error ? e : new Error(String(e)));
       }

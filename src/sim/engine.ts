@@ -1,15 +1,18 @@
 import { AppError } from '../core/errors.js';
 import { BinaryHeap } from '../core/heap.js';
-import type { SiteId, VmId } from '../core/ids.js';
+import type { LinkId, SiteId, VmId } from '../core/ids.js';
 import { linkIdOf } from '../core/ids.js';
-import { createSnapshot, type Snapshot } from '../core/model.js';
+import { createSnapshot, type Link, type Snapshot } from '../core/model.js';
+import type { MigrationOutcome, MigrationPolicy, MigrationRequest, StallAction } from '../migration/driver.js';
+import { admit, supersededBy, type FinishedJob, type QueueLimits, type QueuedJob } from '../migration/queue.js';
+import { createSimDriver, SimWorld, startSimMigration, type SimMigrationEvent, type SimMigrationHandle } from '../migration/sim-driver.js';
 import { planNearest } from '../placement/baselines.js';
 import { spareMbps } from '../placement/cost.js';
 import { planMoves } from '../placement/greedy.js';
 import { planMovesIlp, type LpSolver } from '../placement/ilp.js';
 import type { Move, Plan } from '../placement/plan.js';
 import type { Scenario, ScenarioEvent } from './scenario.js';
-import { VirtualClock } from './virtual-clock.js';
+import { VirtualClock, VirtualTimers } from './virtual-clock.js';
 
 export const POLICIES = ['never', 'nearest', 'greedy', 'ilp'] as const;
 export type PolicyName = (typeof POLICIES)[number];
@@ -25,6 +28,7 @@ export interface SimOptions {
   readonly timer?: () => number;
 }
 
+/** One migration as the simulated driver ran it: every field comes from the driver's outcome. */
 export interface MigrationRecord {
   readonly vm: VmId;
   readonly from: SiteId;
@@ -32,11 +36,17 @@ export interface MigrationRecord {
   readonly kind: Move['kind'];
   readonly startS: number;
   readonly endS: number;
-  readonly outcome: 'completed' | 'aborted';
+  /** The driver's status: 'aborted' (by its policy: a stall, the deadline) or 'failed' (a link cut, a VM gone). */
+  readonly outcome: 'completed' | 'aborted' | 'failed';
   readonly bytes: number;
   readonly downtimeMs: number;
   readonly postCopy: boolean;
+  /** Pre-copy passes before the stop-and-copy. */
   readonly rounds: number;
+  /** Why a migration did not complete, as the driver said it. */
+  readonly reason?: string;
+  /** Stall actions the driver took, in order (absent when none). */
+  readonly stallActions?: readonly StallAction[];
 }
 
 export interface PolicyResult {
@@ -51,7 +61,11 @@ export interface PolicyResult {
   readonly idealSensitiveUserRttMs: number;
   readonly migrations: {
     readonly planned: number; readonly started: number; readonly completed: number;
-    readonly aborted: number; readonly postCopy: number; readonly superseded: number;
+    /** Started and ended without moving the VM (driver status aborted or failed). */
+    readonly aborted: number;
+    /** Of the aborted: those the driver reported failed (a link cut, the VM gone). */
+    readonly failed: number;
+    readonly postCopy: number; readonly superseded: number;
     /** Planned moves found no longer possible when their turn came (re-checked against fresh state). */
     readonly dropped: number;
   };
@@ -68,23 +82,32 @@ export interface PolicyResult {
 type VmJson = Record<string, unknown> & { id: string; siteId: string; vcpu: number; memoryMiB: number };
 type UserJson = Record<string, unknown> & { id: string; rttMs: (number | null)[] };
 
+/** A planned move waiting for admission: a queued job of its plan. */
+interface Pending {
+  readonly id: string;
+  readonly planId: string;
+  readonly seq: number;
+  readonly linkId: LinkId;
+  readonly move: Move;
+}
+
+/** A move the simulated driver is running. */
 interface Migration {
+  readonly id: string;
+  readonly planId: string;
   readonly move: Move;
   readonly vm: VmJson;
-  readonly linkKey: string;
-  readonly startMs: number;
-  phase: 'disk' | 'precopy' | 'switch' | 'postcopy';
-  remaining: number;
-  round: number;
-  dirtied: number;
-  sent: number;
-  downtimeMs: number;
+  readonly linkId: LinkId;
+  readonly req: MigrationRequest;
+  readonly handle: SimMigrationHandle;
+  capMbps: number;
+  /** The driver reported post-copy: the guest runs at the destination from then on. */
   switched: boolean;
 }
 
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
-const EPS = 1e-6;
+/** How often the simulated driver reports progress; phase changes are reported whenever they happen. */
+const PROGRESS_INTERVAL_MS = 10_000;
+const DEFAULT_STALL_TIMEOUT_S = 30;
 
 /** Timed events, earliest first; ties keep insertion order so runs are deterministic. */
 class Agenda<T> {
@@ -141,10 +164,30 @@ class RttStats {
   }
 }
 
+/** The policy every migration of a scenario runs under: its `migration` settings over the planner's params. */
+export function simMigrationPolicy(sc: Pick<Scenario, 'params' | 'migration'>): MigrationPolicy {
+  const { params } = sc;
+  const mig = sc.migration ?? {};
+  return {
+    maxDowntimeMs: params.maxDowntimeMs,
+    maxDowntimeCeilingMs: Math.max(params.maxDowntimeMs, mig.maxDowntimeCeilingMs ?? params.maxDowntimeMs),
+    postCopyAllowed: params.postCopy === 'allow',
+    stallTimeoutMs: (mig.stallTimeoutS ?? DEFAULT_STALL_TIMEOUT_S) * 1000,
+    onStall: mig.onStall ?? ['post-copy', 'abort'],
+    tls: true,
+    deadlineMs: (mig.deadlineS ?? 2 * params.maxCostS) * 1000,
+  };
+}
+
 /**
- * Runs a scenario on a virtual clock under one policy. Planning rounds call the production planner;
- * migrations follow the pre-copy model round by round, with concurrent migrations sharing their link's
- * spare bandwidth. Nothing here reads a real clock or draws a random number: same scenario, same result.
+ * Runs a scenario on a virtual clock under one policy. Planning rounds call the production planner; each
+ * round's plan is admitted as the executor admits jobs (queue.ts: per-link limits, the link's bandwidth split
+ * between its migrations, priority by benefit/cost, `after` dependencies, a newer plan superseding queued
+ * moves), re-checked against fresh state, and run by the simulated MigrationDriver on the same virtual clock:
+ * what the engine knows of a migration is what the driver reports (its progress snapshots and its outcome).
+ * The executor itself is not used: it is asynchronous throughout (a persisted store, promise chains), and
+ * simulate() is synchronous; its pure admission is. Nothing here reads a real clock or draws a random number:
+ * same scenario, same result.
  */
 export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
   if (opts.policy === 'ilp' && opts.solver === undefined) {
@@ -158,17 +201,40 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
   const siteIdx = new Map<string, number>(cloud.sites.map((s, i) => [s.id, i]));
   const reservedV = new Float64Array(nSites);
   const reservedM = new Float64Array(nSites);
+  const linkById = new Map<LinkId, Link>(cloud.links.map((l) => [l.id, l]));
+  const spareByLink = new Map<LinkId, number>(cloud.links.map((l) => [l.id, spareMbps(l)]));
+  const cut = new Set<LinkId>();
 
   // Mutable world state, kept in the snapshot's JSON form so each round re-validates it.
   const vms = new Map<string, VmJson>();
   for (const v of cloud.vms) vms.set(v.id, { ...v, hostId: v.hostId ?? undefined });
   const users = new Map<string, UserJson>(cloud.users.map((u) => [u.id, { ...u, rttMs: [...u.rttMs] }]));
+
+  // The hypervisors: the simulated driver's world, on the engine's virtual clock.
+  const clock = new VirtualClock(0);
+  const timers = new VirtualTimers(clock);
+  const world = new SimWorld({ timers, progressIntervalMs: PROGRESS_INTERVAL_MS });
+  const driver = createSimDriver(world);
+  const placementAt = (site: string): { siteId: SiteId; hostId: null } => ({ siteId: site as SiteId, hostId: null });
+  for (const vm of vms.values()) world.addVm(vm.id as VmId, placementAt(vm.siteId), vm.memoryMiB);
+
+  const policy = simMigrationPolicy(sc);
+  // The executor's limits: 'nearest at once' by definition keeps to none.
+  const limits: QueueLimits = {
+    maxConcurrent: Infinity,
+    maxPerLink: opts.policy === 'nearest' ? Infinity : params.maxMovesPerLink,
+    linkBandwidthShare: 1,
+  };
+
   const migrating = new Map<string, Migration>();
-  const linkLoad = new Map<string, number>();
-  const spare = new Map<string, number>(cloud.links.map((l) => [l.id as string, (spareMbps(l) * 1e6) / 8]));
-  let pending: Move[] = [];
-  const done = new Set<string>();
-  const failed = new Set<string>();
+  /** VMs whose post-copy lost its link: paused at the destination until the link returns. */
+  const stranded = new Map<string, MigrationRequest>();
+  let pending: Pending[] = [];
+  let finished: FinishedJob[] = [];
+  let planId = '';
+  let jobSeq = 0;
+  let admitDue = false;
+  const inbox: { m: Migration; e: SimMigrationEvent }[] = [];
 
   const agenda = new Agenda<Tick>();
   // Events first: at the same instant they come before the round, so a round sees what just happened.
@@ -176,7 +242,7 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
   agenda.push(0, { kind: 'round' }); // each round schedules the next
 
   const log: MigrationRecord[] = [];
-  const counts = { planned: 0, started: 0, completed: 0, aborted: 0, postCopy: 0, superseded: 0, dropped: 0 };
+  const counts = { planned: 0, started: 0, completed: 0, aborted: 0, failed: 0, postCopy: 0, superseded: 0, dropped: 0 };
   const arrivals = { placed: 0, redirected: 0, refused: 0 };
   let planMs = 0;
   let rounds = 0;
@@ -213,18 +279,37 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
     const sites = cloud.sites.map((s, j) => ({
       ...s, capacity: { vcpu: s.capacity.vcpu - reservedV[j]!, memoryMiB: s.capacity.memoryMiB - reservedM[j]! },
     }));
-    return createSnapshot({ atMs: nowMs, sites, hosts: cloud.hosts, links: cloud.links.map(({ id: _id, ...l }) => l), users: [...users.values()], vms: [...vms.values()] });
+    // A link that is down is not offered to the planner (as a link monitor would report it).
+    const links = cloud.links.filter((l) => !cut.has(l.id)).map(({ id: _id, ...l }) => l);
+    return createSnapshot({ atMs: nowMs, sites, hosts: cloud.hosts, links, users: [...users.values()], vms: [...vms.values()] });
   };
 
-  const rate = (m: Migration): number => (spare.get(m.linkKey) ?? 0) / Math.max(1, linkLoad.get(m.linkKey) ?? 1);
+  /** The driver's request for a move: the link as configured, the VM's shape now, the scenario's policy. */
+  const requestFor = (move: Move, vm: VmJson, link: Link, jobId: string, capMbps: number): MigrationRequest => {
+    const deltas = vm.diskDeltaGiB as Record<string, number>;
+    const diskGiB = deltas[move.to] ?? deltas['*'] ?? (vm.diskGiB as number);
+    return {
+      jobId, vm: move.vm, from: placementAt(move.from), to: placementAt(move.to),
+      link: { rttMs: link.rttMs, bandwidthMbps: link.bandwidthMbps, foregroundShare: link.foregroundShare, lossPct: 0 },
+      shape: {
+        memoryMiB: vm.memoryMiB, dirtyRateMiBps: vm.dirtyRateMiBps as number,
+        workingSetMiB: (vm.workingSetMiB as number | undefined) ?? vm.memoryMiB, diskGiB,
+      },
+      storage: diskGiB > 0 ? 'mirror' : 'shared',
+      policy,
+      bandwidthCapMbps: capMbps,
+    };
+  };
 
-  const finish = (m: Migration, nowMs: number, outcome: 'completed' | 'aborted'): void => {
+  /** The driver's outcome, applied: the VM is where the driver says it runs. */
+  const finish = (m: Migration, outcome: MigrationOutcome, precopyRounds: number): void => {
+    const nowMs = clock.nowMs();
     migrating.delete(m.vm.id);
-    linkLoad.set(m.linkKey, (linkLoad.get(m.linkKey) ?? 1) - 1);
     const to = siteIdx.get(m.move.to)!;
     reservedV[to]! -= m.vm.vcpu;
     reservedM[to]! -= m.vm.memoryMiB;
-    if (outcome === 'completed') {
+    const atDestination = outcome.runningAt.siteId === m.move.to;
+    if (atDestination && vms.get(m.vm.id) === m.vm) {
       const prev = m.vm.lastMovedAtMs as number | null | undefined;
       const streak = prev !== null && prev !== undefined && nowMs - prev < params.maxCooldownMs ? (m.vm.recentMoves as number) + 1 : 1;
       const delta = { ...(m.vm.diskDeltaGiB as Record<string, number>) };
@@ -235,113 +320,102 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
       place(m.vm, -1);
       Object.assign(m.vm, { siteId: m.move.to, lastMovedAtMs: nowMs, recentMoves: streak, diskDeltaGiB: delta, hostId: undefined });
       place(m.vm, 1);
+      // Post-copy cut from its link: the guest waits at the destination for pages the source still holds.
+      if (outcome.status === 'failed') stranded.set(m.vm.id, m.req);
+    }
+    if (outcome.status === 'completed') {
       counts.completed++;
-      done.add(m.vm.id);
     } else {
       counts.aborted++;
-      failed.add(m.vm.id);
+      if (outcome.status === 'failed') counts.failed++;
     }
+    finished.push({ planId: m.planId, vm: m.move.vm, ok: outcome.status === 'completed' });
+    const postCopy = m.switched || outcome.stallActions.includes('post-copy');
     log.push({
-      vm: m.move.vm, from: m.move.from, to: m.move.to, kind: m.move.kind, startS: m.startMs / 1000, endS: nowMs / 1000, outcome,
-      bytes: m.sent, downtimeMs: m.downtimeMs, postCopy: m.phase === 'postcopy', rounds: m.round,
+      vm: m.move.vm, from: m.move.from, to: m.move.to, kind: m.move.kind,
+      startS: (nowMs - outcome.durationMs) / 1000, endS: nowMs / 1000, outcome: outcome.status,
+      bytes: outcome.transferredBytes, downtimeMs: outcome.downtimeMs ?? 0, postCopy, rounds: precopyRounds,
+      ...(outcome.reason !== null ? { reason: outcome.reason } : {}),
+      ...(outcome.stallActions.length > 0 ? { stallActions: outcome.stallActions } : {}),
     });
+    admitDue = true;
   };
 
-  const start = (move: Move, nowMs: number): 'started' | 'wait' | 'drop' => {
-    const vm = vms.get(move.vm);
-    if (vm === undefined || migrating.has(move.vm) || vm.siteId !== move.from) return 'drop';
-    if (move.after.some((id) => failed.has(id))) return 'drop';
-    if (!move.after.every((id) => done.has(id))) return 'wait';
-    // Re-checked against fresh state, as a plan is a proposal.
-    const to = siteIdx.get(move.to)!;
-    if (!fits(to, vm.vcpu, vm.memoryMiB)) return 'drop';
-    const linkKey = linkIdOf(move.from, move.to);
-    // The executor keeps to the per-link limit on migrations in flight; "nearest at once" by definition does not.
-    if (opts.policy !== 'nearest' && (linkLoad.get(linkKey) ?? 0) >= params.maxMovesPerLink) return 'wait';
+  /** What the driver reported since the last look, in order. */
+  const drain = (): void => {
+    for (let i = 0; i < inbox.length; i++) {
+      const { m, e } = inbox[i]!;
+      if (e.type === 'done') {
+        finish(m, e.outcome, e.precopyRounds);
+      } else if (e.progress.phase === 'postcopy' && !m.switched) {
+        m.switched = true;
+        counts.postCopy++;
+      }
+    }
+    inbox.length = 0;
+  };
+
+  /** A move the admission picked, re-checked against fresh state (a plan is a proposal) and started. */
+  const start = (p: Pending, capMbps: number): boolean => {
+    const vm = vms.get(p.move.vm);
+    const to = siteIdx.get(p.move.to)!;
+    const link = linkById.get(p.linkId);
+    if (vm === undefined || migrating.has(vm.id) || stranded.has(vm.id) || vm.siteId !== p.move.from) return false;
+    if (link === undefined || !fits(to, vm.vcpu, vm.memoryMiB)) return false;
+    const req = requestFor(p.move, vm, link, p.id, capMbps);
+    let handle: SimMigrationHandle;
+    try {
+      handle = startSimMigration(world, req);
+    } catch {
+      return false; // the driver refused it (what the executor records as a failed start): nothing started
+    }
     reservedV[to]! += vm.vcpu;
     reservedM[to]! += vm.memoryMiB;
-    linkLoad.set(linkKey, (linkLoad.get(linkKey) ?? 0) + 1);
-    const deltas = vm.diskDeltaGiB as Record<string, number>;
-    const diskBytes = (deltas[move.to] ?? deltas['*'] ?? (vm.diskGiB as number)) * GiB;
-    migrating.set(vm.id, {
-      move, vm, linkKey, startMs: nowMs,
-      phase: diskBytes > 0 ? 'disk' : 'precopy', remaining: diskBytes > 0 ? diskBytes : vm.memoryMiB * MiB,
-      round: diskBytes > 0 ? 0 : 1, dirtied: 0, sent: 0, downtimeMs: 0, switched: false,
-    });
+    const m: Migration = { id: p.id, planId: p.planId, move: p.move, vm, linkId: p.linkId, req, handle, capMbps, switched: false };
+    migrating.set(vm.id, m);
+    handle.observe((e) => inbox.push({ m, e }));
     counts.started++;
-    return 'started';
+    return true;
   };
 
-  const startPending = (nowMs: number): void => {
-    const keep: Move[] = [];
-    for (const mv of pending) {
-      const r = start(mv, nowMs);
-      if (r === 'wait') keep.push(mv);
-      else if (r === 'drop') counts.dropped++;
-    }
-    pending = keep;
-  };
-
-  /** Moves every migration's transfer forward by dtMs at the current shares of bandwidth. */
-  const advance = (dtMs: number): void => {
-    if (dtMs <= 0) return;
-    for (const m of migrating.values()) {
-      const bytes = (rate(m) * dtMs) / 1000;
-      const step = Math.min(bytes, m.remaining);
-      m.remaining -= step;
-      m.sent += step;
-      if (m.phase === 'precopy') {
-        const ws = ((m.vm.workingSetMiB as number | undefined) ?? m.vm.memoryMiB) * MiB;
-        m.dirtied = Math.min(ws, m.dirtied + ((m.vm.dirtyRateMiBps as number) * MiB * dtMs) / 1000);
+  /** The executor's admission (queue.ts), run until it has nothing more to start, drop or re-cap. */
+  const admitNow = (): void => {
+    admitDue = false;
+    for (let pass = 0; pass < 1000; pass++) {
+      if (pending.length === 0 && migrating.size === 0) return;
+      const queued: QueuedJob[] = pending.map((p) => ({
+        id: p.id, vm: p.move.vm, planId: p.planId, seq: p.seq, linkId: p.linkId,
+        benefit: p.move.benefit, costS: p.move.costS, bytes: p.move.bytes, after: p.move.after,
+      }));
+      const byJob = new Map([...migrating.values()].map((m) => [m.id, m]));
+      const running = [...byJob.values()].map((m) => ({ id: m.id, vm: m.move.vm, planId: m.planId, linkId: m.linkId, capMbps: m.capMbps, recappable: true }));
+      const a = admit({ queued, running, finished, spareMbps: spareByLink, limits });
+      const gone = new Set<string>();
+      for (const d of a.drop) gone.add(d.id);
+      for (const r of a.recap) {
+        const m = byJob.get(r.id)!;
+        m.capMbps = r.capMbps;
+        void m.handle.setBandwidthCap(r.capMbps); // takes effect at once in the simulated world
       }
-    }
-  };
-
-  /** Phase changes of migrations whose current transfer is done. */
-  const settle = (nowMs: number): void => {
-    for (const m of [...migrating.values()]) {
-      if (m.remaining > EPS) continue;
-      const r = rate(m);
-      if (m.phase === 'disk') {
-        m.phase = 'precopy';
-        m.round = 1;
-        m.remaining = m.vm.memoryMiB * MiB;
-        m.dirtied = 0;
-      } else if (m.phase === 'precopy') {
-        const volume = m.dirtied;
-        m.dirtied = 0;
-        if (volume <= (r * params.maxDowntimeMs) / 1000) {
-          m.phase = 'switch';
-          m.remaining = volume;
-          m.downtimeMs = r > 0 ? (volume / r) * 1000 : 0;
-          if (volume <= EPS) finish(m, nowMs, 'completed');
-        } else if (m.round >= params.maxPrecopyRounds || m.move.postCopy) {
-          // Planned as post-copy (cheaper than many rounds), or pre-copy ran out of rounds.
-          if (params.postCopy === 'allow') {
-            m.phase = 'postcopy';
-            m.remaining = volume;
-            m.switched = true; // the guest runs at the destination from here on
-            counts.postCopy++;
-          } else {
-            finish(m, nowMs, 'aborted');
-          }
-        } else {
-          m.round++;
-          m.remaining = volume;
+      let again = a.drop.length > 0;
+      const byId = new Map(pending.map((p) => [p.id, p]));
+      for (const s of a.start) {
+        const p = byId.get(s.id)!;
+        gone.add(p.id);
+        if (!start(p, s.capMbps)) {
+          counts.dropped++;
+          finished.push({ planId: p.planId, vm: p.move.vm, ok: false });
+          again = true; // its slot and share are free for the next one
         }
-      } else {
-        finish(m, nowMs, 'completed');
       }
+      for (const d of a.drop) {
+        const p = byId.get(d.id)!;
+        counts.dropped++;
+        finished.push({ planId: p.planId, vm: p.move.vm, ok: false });
+      }
+      if (gone.size > 0) pending = pending.filter((p) => !gone.has(p.id));
+      if (!again) return;
     }
-  };
-
-  const nextMigrationMs = (): number => {
-    let best = Infinity;
-    for (const m of migrating.values()) {
-      const r = rate(m);
-      if (r > 0) best = Math.min(best, (m.remaining / r) * 1000);
-    }
-    return best;
   };
 
   const sample = (): void => {
@@ -361,7 +435,18 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
     }
   };
 
-  const applyEvent = (e: ScenarioEvent, nowMs: number): void => {
+  /** Stranded post-copies whose link is back are finished by the driver, as the executor's reconcile would. */
+  const unstrand = (): void => {
+    for (const [id, req] of stranded) {
+      if (cut.has(linkIdOf(req.from.siteId, req.to.siteId))) continue;
+      // The world finishes an ended migration at once; the promise only reports it.
+      void driver.finish(req).catch(() => undefined);
+      const running = world.runningAt(req.vm);
+      if (running.length === 1 && running[0]!.siteId === req.to.siteId) stranded.delete(id);
+    }
+  };
+
+  const applyEvent = (e: ScenarioEvent): void => {
     switch (e.type) {
       case 'activity': {
         const vm = vms.get(e.vm);
@@ -397,30 +482,47 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
           vm.siteId = cloud.sites[at]!.id;
           vms.set(vm.id, vm);
           place(vm, 1);
+          world.addVm(vm.id as VmId, placementAt(vm.siteId), vm.memoryMiB);
         }
         break;
       }
       case 'vm-depart': {
-        const m = migrating.get(e.vm);
-        if (m !== undefined) finish(m, nowMs, 'aborted');
+        // Its instances stop; a migration using them fails in the driver, and that outcome is applied first.
+        for (const i of world.instances(e.vm)) world.killInstance(e.vm, i.placement);
+        drain();
+        stranded.delete(e.vm);
         const gone = vms.get(e.vm);
         if (gone !== undefined) place(gone, -1);
         vms.delete(e.vm);
         break;
       }
+      case 'link-down':
+        cut.add(linkIdOf(e.a, e.b));
+        world.cutLink(e.a, e.b);
+        break;
+      case 'link-up':
+        cut.delete(linkIdOf(e.a, e.b));
+        world.restoreLink(e.a, e.b);
+        drain();
+        unstrand();
+        break;
     }
+    admitDue = true;
   };
 
   const planRound = (nowMs: number): void => {
     rounds++;
-    counts.superseded += pending.length; // a newer plan supersedes moves not yet started
-    pending = [];
-    // `after` names moves of the same plan: what finished under an older plan does not count.
-    done.clear();
-    failed.clear();
+    planId = `round-${rounds}`;
+    // A newer plan supersedes moves not yet started; `after` names moves of the same plan only.
+    const superseded = new Set(supersededBy(pending.map((p) => ({
+      id: p.id, vm: p.move.vm, planId: p.planId, seq: p.seq, linkId: p.linkId, benefit: 0, costS: 0, bytes: 0, after: [],
+    })), planId));
+    counts.superseded += superseded.size;
+    pending = pending.filter((p) => !superseded.has(p.id));
+    finished = [];
     if (opts.policy === 'never') return;
     const snap = snapshotNow(nowMs);
-    const p = { ...params, excluded: [...params.excluded, ...(migrating.keys() as Iterable<VmId>)] };
+    const p = { ...params, excluded: [...params.excluded, ...(migrating.keys() as Iterable<VmId>), ...(stranded.keys() as Iterable<VmId>)] };
     const t0 = opts.timer?.() ?? 0;
     let plan: Plan;
     if (opts.policy === 'nearest') plan = planNearest(snap, p);
@@ -428,39 +530,44 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
     else plan = planMoves(snap, p);
     planMs += (opts.timer?.() ?? 0) - t0;
     counts.planned += plan.moves.length;
-    pending = [...plan.moves];
+    for (const move of plan.moves) {
+      pending.push({ id: `${planId}/${move.vm}`, planId, seq: jobSeq++, linkId: linkIdOf(move.from, move.to), move });
+    }
+    admitDue = true;
   };
 
-  // Time jumps from one happening to the next: a scenario event, a planning round, or the moment a
-  // migration finishes its current transfer at the present shares of bandwidth.
-  const clock = new VirtualClock(0);
-  while (agenda.size > 0) {
+  // Time jumps from one happening to the next: a scenario event, a planning round, or a wake-up of the
+  // simulated driver (a transfer's end, a progress report, a stall check, a deadline). At the same instant the
+  // driver's happenings come first, so a round sees a migration that just ended.
+  for (let steps = 0; ; steps++) {
+    if (steps > 100_000_000) throw new AppError('SIM_RUNAWAY', `The simulation took ${steps} steps and reached only ${clock.nowMs()} ms of ${durationMs} ms`);
     const nextTick = agenda.peekTime();
-    if (nextTick > durationMs) break;
-    const dMig = nextMigrationMs();
-    if (clock.nowMs() + dMig < nextTick - EPS) {
-      advance(dMig);
-      clock.advanceTo(clock.nowMs() + dMig);
-      settle(clock.nowMs());
-      startPending(clock.nowMs());
-      continue;
-    }
-    advance(nextTick - clock.nowMs());
-    clock.advanceTo(nextTick);
-    const now = nextTick;
-    settle(now);
-    const tick = agenda.pop()!;
-    if (tick.kind === 'event') {
-      applyEvent(tick.e, now);
+    const nextWake = timers.nextDueMs();
+    if (Math.min(nextTick, nextWake) > durationMs) break;
+    if (nextWake <= nextTick) {
+      timers.runNext();
+      drain();
     } else {
-      sample();
-      planRound(now);
-      if (now + roundMs <= durationMs) agenda.push(now + roundMs, { kind: 'round' });
-      opts.onProgress?.(Math.min(1, now / durationMs));
+      clock.advanceTo(nextTick);
+      const tick = agenda.pop()!;
+      if (tick.kind === 'event') {
+        applyEvent(tick.e);
+        drain();
+      } else {
+        sample();
+        planRound(nextTick);
+        if (nextTick + roundMs <= durationMs) agenda.push(nextTick + roundMs, { kind: 'round' });
+        opts.onProgress?.(Math.min(1, nextTick / durationMs));
+      }
     }
-    startPending(now);
+    if (admitDue) {
+      admitNow();
+      drain(); // a start can end at once (a cut link)
+    }
   }
   // Migrations still running at the end are reported as they stand, not counted as moved.
+  if (clock.nowMs() < durationMs) clock.advanceTo(durationMs);
+  const inFlightBytes = [...migrating.values()].reduce((t, m) => t + m.handle.progressNow().transferredBytes, 0);
   const completed = log.filter((l) => l.outcome === 'completed');
   return {
     policy: opts.policy,
@@ -470,7 +577,7 @@ export function simulate(sc: Scenario, opts: SimOptions): PolicyResult {
     p95SensitiveUserRttMs: stats.quantile(0.95),
     idealSensitiveUserRttMs: stats.sumSens > 0 ? stats.sumSensIdeal / stats.sumSens : 0,
     migrations: counts,
-    bytesMoved: log.reduce((t, l) => t + l.bytes, 0) + [...migrating.values()].reduce((t, m) => t + m.sent, 0),
+    bytesMoved: log.reduce((t, l) => t + l.bytes, 0) + inFlightBytes,
     migrationSeconds: log.reduce((t, l) => t + (l.endS - l.startS), 0),
     meanDowntimeMs: completed.length > 0 ? completed.reduce((t, l) => t + l.downtimeMs, 0) / completed.length : 0,
     maxDowntimeMs: completed.reduce((t, l) => Math.max(t, l.downtimeMs), 0),

@@ -1,5 +1,5 @@
 import { InputError } from '../core/errors.js';
-import type { UserId, VmId } from '../core/ids.js';
+import { linkIdOf, type SiteId, type UserId, type VmId } from '../core/ids.js';
 import { ACTIVITY_CLASSES, createSnapshot, type ActivityClass, type Snapshot, type SnapshotInput, type Vm } from '../core/model.js';
 import { arr, checkNum, isObj, num, obj, oneOf, onlyKeys, optNum, str } from '../core/validate.js';
 import { parsePlanParams, type PlanParams } from '../placement/params.js';
@@ -37,7 +37,28 @@ export type ScenarioEvent =
     readonly lat: number; readonly lon: number; readonly network: string; readonly rttMs: readonly (number | null)[];
   }
   | { readonly atS: number; readonly type: 'vm-arrive'; readonly vm: Record<string, unknown> }
-  | { readonly atS: number; readonly type: 'vm-depart'; readonly vm: VmId };
+  | { readonly atS: number; readonly type: 'vm-depart'; readonly vm: VmId }
+  /** The WAN link between two sites goes down: migrations crossing it fail, and the planner no longer sees it. */
+  | { readonly atS: number; readonly type: 'link-down'; readonly a: SiteId; readonly b: SiteId }
+  | { readonly atS: number; readonly type: 'link-up'; readonly a: SiteId; readonly b: SiteId };
+
+export const STALL_ACTIONS = ['raise-downtime', 'post-copy', 'abort'] as const;
+
+/**
+ * The policy every simulated migration runs under (the driver's MigrationPolicy). Unset fields follow the
+ * planner's params: the pause limit is params.maxDowntimeMs, post-copy is allowed where params.postCopy is
+ * 'allow', and a stall switches to post-copy where allowed, else aborts.
+ */
+export interface SimMigrationSettings {
+  /** The stepwise raise of the pause limit on a stall stops here. Default: params.maxDowntimeMs (no raise). */
+  readonly maxDowntimeCeilingMs?: number;
+  /** Remaining bytes not falling for this long is a stall. Default 30 s. */
+  readonly stallTimeoutS?: number;
+  /** Default ['post-copy', 'abort']; an action that cannot apply passes to the next. */
+  readonly onStall?: readonly (typeof STALL_ACTIONS)[number][];
+  /** A migration not in post-copy by then is aborted. Default: twice params.maxCostS. */
+  readonly deadlineS?: number;
+}
 
 export interface Scenario {
   readonly schema: typeof SCENARIO_SCHEMA;
@@ -53,12 +74,35 @@ export interface Scenario {
   readonly cloudInput: SnapshotInput;
   /** Sorted by time; ties keep file order. */
   readonly events: readonly ScenarioEvent[];
+  /** How migrations run; absent: every field at its default. */
+  readonly migration?: SimMigrationSettings;
 }
 
 /** Planning rounds one simulation may run. */
 const MAX_ROUNDS = 200_000;
 
-const TOP_KEYS = ['schema', 'name', 'seed', 'durationS', 'roundIntervalS', 'params', 'activities', 'cloud', 'events', 'description'];
+const TOP_KEYS = ['schema', 'name', 'seed', 'durationS', 'roundIntervalS', 'params', 'activities', 'cloud', 'events', 'description', 'migration'];
+
+function parseMigration(raw: unknown): SimMigrationSettings {
+  const p = 'migration';
+  const o = obj(raw, p);
+  onlyKeys(o, p, ['maxDowntimeCeilingMs', 'stallTimeoutS', 'onStall', 'deadlineS']);
+  const out: { -readonly [K in keyof SimMigrationSettings]: SimMigrationSettings[K] } = {};
+  if (o.maxDowntimeCeilingMs !== undefined) out.maxDowntimeCeilingMs = num(o, 'maxDowntimeCeilingMs', p, { min: 0 });
+  if (o.stallTimeoutS !== undefined) out.stallTimeoutS = num(o, 'stallTimeoutS', p, { above: 0, max: 366 * 86_400 });
+  if (o.deadlineS !== undefined) out.deadlineS = num(o, 'deadlineS', p, { above: 0, max: 366 * 86_400 });
+  if (o.onStall !== undefined) {
+    const list = arr(o.onStall, `${p}.onStall`);
+    if (list.length === 0) throw new InputError(`${p}.onStall`, list, `must name at least one of ${STALL_ACTIONS.join(', ')}`);
+    out.onStall = list.map((v, i) => {
+      if (typeof v !== 'string' || !(STALL_ACTIONS as readonly string[]).includes(v)) {
+        throw new InputError(`${p}.onStall[${i}]`, v, `must be one of ${STALL_ACTIONS.join(', ')}`);
+      }
+      return v as (typeof STALL_ACTIONS)[number];
+    });
+  }
+  return out;
+}
 
 /** Runs createSnapshot, re-labelling its errors with where the snapshot sits in the file. */
 function snapshotAt(prefix: string, input: SnapshotInput): Snapshot {
@@ -117,7 +161,7 @@ export function parseScenario(raw: unknown): Scenario {
   for (const { r, i } of indexed) {
     const p = `events[${i}]`;
     const atS = num(r, 'atS', p, { min: 0, max: durationS });
-    const type = oneOf(r, 'type', p, ['activity', 'user-move', 'vm-arrive', 'vm-depart'] as const);
+    const type = oneOf(r, 'type', p, ['activity', 'user-move', 'vm-arrive', 'vm-depart', 'link-down', 'link-up'] as const);
     const knownVm = (): VmId => {
       const id = str(r, 'vm', p);
       if (!vmsAlive.has(id)) throw new InputError(`${p}.vm`, id, `is not a VM that exists at ${atS} s`);
@@ -172,6 +216,19 @@ export function parseScenario(raw: unknown): Scenario {
         events.push({ atS, type, vm: id });
         break;
       }
+      case 'link-down':
+      case 'link-up': {
+        onlyKeys(r, p, ['atS', 'type', 'a', 'b']);
+        const a = str(r, 'a', p);
+        const b = str(r, 'b', p);
+        for (const [k, v] of [['a', a], ['b', b]] as const) {
+          if (!cloud.sites.some((s) => s.id === v)) throw new InputError(`${p}.${k}`, v, 'is not a site of this cloud');
+        }
+        const id = a === b ? null : linkIdOf(a as SiteId, b as SiteId);
+        if (id === null || !cloud.links.some((l) => l.id === id)) throw new InputError(`${p}.b`, b, `no WAN link joins ${a} and ${b}`);
+        events.push({ atS, type, a: a as SiteId, b: b as SiteId });
+        break;
+      }
     }
   }
   const params = parsePlanParams(o.params, 'params');
@@ -190,5 +247,6 @@ export function parseScenario(raw: unknown): Scenario {
     durationS, roundIntervalS,
     params,
     activities, cloud, cloudInput, events,
+    ...(o.migration !== undefined ? { migration: parseMigration(o.migration) } : {}),
   };
 }
