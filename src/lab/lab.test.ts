@@ -14,7 +14,7 @@ import { isAlive } from '../migration/qemu/process.js';
 import { loadLatencyData } from '../sim/latency-data.js';
 import { findLink, parseLabConfig, type LabConfig } from './config.js';
 import { ensureGuest } from './guest.js';
-import { labStatus, labUp, readLabState, type Lab } from './lab.js';
+import { labDown, labStatus, labUp, readLabState, type Lab } from './lab.js';
 import { findLeftoverRuns, isProcessAlive, isRoot, listNamespaces, nsPrefix, readRecord, runIp } from './netns.js';
 
 const skip = isRoot() ? false : 'needs root (network namespaces, QEMU)';
@@ -147,7 +147,11 @@ describe('the lab: 2 sites, a user near one, a real guest at the other', { skip,
 
 describe('vmshadow lab (CLI)', { timeout: 300_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'vms-labcli-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(async () => {
+    // A failed assertion must not leave a lab behind.
+    for (const sd of ['int', 'crash'].map((d) => join(dir, d))) if (existsSync(sd)) await labDown(sd).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it('lab status with no lab says so and exits 3', { skip }, () => {
     const r = cli(['lab', 'status', '--state-dir', join(dir, 'none')]);
@@ -168,6 +172,45 @@ describe('vmshadow lab (CLI)', { timeout: 300_000 }, () => {
     assert.equal(s.code, 2);
     assert.match(s.err, /^vmshadow: --sites:/);
     assert.ok(!existsSync(join(dir, 'bad')), 'nothing was built');
+  });
+
+  it('refuses clearly when not root', { skip }, () => {
+    const r = spawnSync(process.execPath, [CLI, 'lab', 'up', '--state-dir', join(dir, 'nobody')], { encoding: 'utf8', timeout: 60_000, uid: 65534, gid: 65534 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^vmshadow: Cannot bring up the lab: network namespaces need root, and this process runs as uid 65534/);
+    assert.ok(!existsSync(join(dir, 'nobody')));
+  });
+
+  it('Ctrl-C during lab up removes what was built: exit 130, no namespace, process or file left', { skip }, async () => {
+    const stateDir = join(dir, 'int');
+    const f = join(dir, 'int.json');
+    writeFileSync(f, JSON.stringify({ sites: ['us-east-1', 'us-west-2'], users: [{ name: 'alice', near: 'us-west-2' }], vms: [{ name: 'vm1', site: 'us-east-1', diskMiB: 0 }] }));
+    await ensureGuest();
+    const child = spawn(process.execPath, [CLI, 'lab', 'up', '--config', f, '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      err += d;
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    let runId = '';
+    let relayPid: number | undefined;
+    try {
+      const deadline = Date.now() + 90_000;
+      while (Date.now() < deadline && !/starting VM vm1/.test(err)) await new Promise((r) => setTimeout(r, 100));
+      runId = /run ([0-9a-f]{6}):/.exec(err)?.[1] ?? '';
+      relayPid = (readRecord(stateDir, runId)?.meta.wanTestbed as { relayPid?: number } | undefined)?.relayPid;
+      assert.ok(runId !== '' && relayPid !== undefined, `the worker got as far as the guest; its output: ${err}`);
+      child.kill('SIGINT');
+      const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 90_000))]);
+      assert.equal(code, 130, err);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    assert.match(err, /interrupted \(SIGINT\); the lab was not built and what was started is removed/);
+    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(nsPrefix(runId))), []);
+    assert.equal(isAlive(relayPid), false, 'relay stopped');
+    assert.ok(!existsSync(stateDir), 'state directory removed');
   });
 
   it('lab up killed -9 while starting its guest leaves a run that lab down removes: no namespace, process or file', { skip }, async (t: TestContext) => {
