@@ -28,7 +28,7 @@ Usage:
   vmshadow scenario generate --sites N --vms M --seed S [--users U] [--duration-s D] [--out FILE]
   vmshadow plan --scenario FILE [--planner greedy|ilp] [--json]
   vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
-  vmshadow bench placement|telemetry [--quick] [--json]
+  vmshadow bench placement|telemetry|proxy [--quick] [--json]
   vmshadow fingerprint --pcap FILE --vm IP [--json]       verdict from flow records (softflowd → our collector)
   vmshadow fingerprint --evaluate [--traffic-dir DIR]     accuracy on the labelled captures
   vmshadow collect --listen ADDR:PORT [--inventory FILE] [--window-s N] [--duration-s N] [--json]
@@ -236,8 +236,13 @@ function cmdScenario(argv: string[], io: Io): void {
 
 async function cmdBench(argv: string[], io: Io): Promise<void> {
   const [what, ...rest] = argv;
-  if (what !== 'placement' && what !== 'telemetry') throw new InputError('bench', what, 'known benchmarks: placement, telemetry');
+  if (what !== 'placement' && what !== 'telemetry' && what !== 'proxy') throw new InputError('bench', what, 'known benchmarks: placement, telemetry, proxy');
   const v = args(rest, { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } });
+  if (what === 'proxy') {
+    const { runProxyBench } = await import('../../bench/proxy.js');
+    await runProxyBench({ quick: v.quick === true, json: v.json === true, out: io.out });
+    return;
+  }
   if (what === 'telemetry') {
     const { runTelemetryBench } = await import('../../bench/telemetry.js');
     await runTelemetryBench({ quick: v.quick === true, json: v.json === true, out: io.out });
