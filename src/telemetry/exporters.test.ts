@@ -2,7 +2,7 @@
 // the same export goes to the project's collector and to the reference, and every record must match.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,7 +88,15 @@ describe('decoders against real exporters, nfdump as reference', () => {
         } finally {
           await relay.close();
         }
-        await new Promise((r) => setTimeout(r, 2500)); // sfacctd prints every second
+        // sfacctd prints every second, later when the machine is busy: wait until its output has not
+        // changed for three prints (at most 15 s).
+        let last = '';
+        for (let stable = 0, i = 0; stable < 3 && i < 15; i++) {
+          await new Promise((r) => setTimeout(r, 1000));
+          const now = existsSync(out) ? readFileSync(out, 'utf8') : '';
+          stable = now === last && now !== '' ? stable + 1 : 0;
+          last = now;
+        }
       } finally {
         // sfacctd ignores SIGTERM and forks a plugin: kill everything started with this test's config.
         process.kill(-ref.pid!, 'SIGKILL');

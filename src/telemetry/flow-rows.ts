@@ -181,8 +181,8 @@ export class FlowRows {
     const k = (i & from.mask) * ROW_STRIDE;
     for (let s = 0; s < SOURCE; s++) v[o + s] = f[k + s]!;
     const source = f[k + SOURCE]!;
-    const name = source % TWO_21;
-    v[o + SOURCE] = source - name + this.nameOf(from.names[name]!);
+    const domainPart = Math.floor(source / TWO_21) * TWO_21; // not %, a floating-point remainder
+    v[o + SOURCE] = domainPart + this.nameOf(from.names[source - domainPart]!);
     if (from.texts !== null) {
       const t = from.texts.get(i);
       if (t !== undefined) (this.texts ??= new Map()).set(j, t);
@@ -230,14 +230,14 @@ export class FlowRows {
     const high = Math.floor(ports / TWO_16); // srcPort · 2^16 + dstPort
     const low = ports - high * TWO_16; // protocol · 2^8 + tcpFlags
     const source = v[o + SOURCE]!;
-    const name = source % TWO_21;
+    const domain = Math.floor(source / TWO_21);
     const r: FlowRecord = {
-      exporter: this.names[name]!,
-      domain: (source - name) / TWO_21,
+      exporter: this.names[source - domain * TWO_21]!,
+      domain,
       srcAddr: this.srcText(i),
       dstAddr: this.dstText(i),
-      srcPort: Math.floor(high / TWO_16),
-      dstPort: high % TWO_16,
+      srcPort: high >>> 16,
+      dstPort: high & 0xffff,
       protocol: low >>> 8,
       bytes: v[o + BYTES]!,
       packets: v[o + PACKETS]!,

@@ -37,26 +37,6 @@ export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: C
   // The exporter's name, "address:port", made once per exporter rather than once per datagram: the
   // same string object then makes the collector's per-exporter lookups cheap.
   const names = new Map<number, { address: string; name: string }>();
-  // Datagrams are queued as they arrive and decoded together once the event loop has read what the
-  // kernel held (up to 32 per wake-up): the decoder's code and tables stay in the CPU's caches for a
-  // run of datagrams instead of being evicted by the kernel's receive path between each two.
-  const queue: Buffer[] = [];
-  const from: string[] = [];
-  let scheduled = false;
-  const drain = (): void => {
-    scheduled = false;
-    const nowMs = clock.nowMs();
-    for (let i = 0; i < queue.length; i++) {
-      try {
-        core.ingest(queue[i]!, from[i]!, nowMs);
-      } catch (e) {
-        // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
-        opts.onError?.(e);
-      }
-    }
-    queue.length = 0;
-    from.length = 0;
-  };
   sock.on('message', (msg, rinfo) => {
     let known = names.get(rinfo.port);
     if (known === undefined || known.address !== rinfo.address) {
@@ -64,11 +44,11 @@ export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: C
       if (names.size >= 4096) names.clear();
       names.set(rinfo.port, known);
     }
-    queue.push(msg);
-    from.push(known.name);
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(drain);
+    try {
+      core.ingest(msg, known.name, clock.nowMs());
+    } catch (e) {
+      // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
+      opts.onError?.(e);
     }
   });
   try {
@@ -98,10 +78,7 @@ export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: C
     address: { host: a.address, port: a.port },
     close: () => new Promise<void>((resolve) => {
       clearInterval(timer);
-      sock.close(() => {
-        drain(); // what arrived before the close is decoded, not lost
-        resolve();
-      });
+      sock.close(() => resolve());
     }),
   };
 }

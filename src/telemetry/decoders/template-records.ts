@@ -203,7 +203,8 @@ function uintCode(p: number, len: number): string {
     case 2: return `((${at(0)} << 8) | ${at(1)})`;
     case 3: return `((${at(0)} << 16) | (${at(1)} << 8) | ${at(2)})`;
     case 4: return `(${at(0)} * 16777216 + ((${at(1)} << 16) | (${at(2)} << 8) | ${at(3)}))`;
-    case 8: return `safe(${uintCode(p, 4)} * 4294967296 + ${uintCode(p + 4, 4)})`;
+    // Above 2^53 - 1 it clamps, as readUint does (t is a scratch variable of the reader).
+    case 8: return `((t = ${uintCode(p, 4)} * 4294967296 + ${uintCode(p + 4, 4)}) > ${SAFE} ? ${SAFE} : t)`;
     default: return `readUint(b, o + ${p}, ${len})`;
   }
 }
@@ -245,7 +246,11 @@ function generateReader(fields: readonly { role: Role; offset: number; length: n
   } else if (has(Role.StartS) || has(Role.EndS)) {
     times = `first = ${val(Role.StartS)} * 1000; last = ${val(Role.EndS)} * 1000;`;
   } else if (has(Role.StartSysUp) || has(Role.EndSysUp)) {
-    const up = (r: Role): string => (has(r) ? `exportMs - uptimeAgoMs(uptimeMs, ${val(r)})` : 'NaN');
+    // uptimeAgoMs, inline: the 32-bit counter difference, up to an hour ahead read as clock skew.
+    const up = (r: Role): string => (has(r)
+      ? `(d = uptimeMs - ${val(r)}, d = d < 0 && d >= -${UPTIME_WRAP} ? d + ${UPTIME_WRAP} : d >= 0 && d < ${UPTIME_WRAP} ? d : ((d % ${UPTIME_WRAP}) + ${UPTIME_WRAP}) % ${UPTIME_WRAP},`
+        + ` exportMs - (d > ${UPTIME_WRAP - FUTURE_TOLERANCE_MS} ? d - ${UPTIME_WRAP} : d))`
+      : 'NaN');
     times = `if (uptimeMs === uptimeMs) { first = ${up(Role.StartSysUp)}; last = ${up(Role.EndSysUp)}; }`
       + ` else { first = initMs + ${val(Role.StartSysUp)}; last = initMs + ${val(Role.EndSysUp)}; }`;
   } else if (has(Role.StartDeltaUs) || has(Role.EndDeltaUs)) {
@@ -263,6 +268,7 @@ function generateReader(fields: readonly { role: Role; offset: number; length: n
     : `TEXT, TEXT, ipv6(b, o + ${at(Role.Src6).offset}), ipv6(b, o + ${at(Role.Dst6).offset})`;
   const body = `"use strict";
 return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs, samplingRate) {
+  let t, d;
   for (let k = 0; k < n; k++, o += ${recordLength}) {
     const protocol = ${protocol};
     const dstPort = ${val(Role.DstPort, '0')};
@@ -282,8 +288,8 @@ return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs
   // The source is made of numbers and fixed text only (offsets and lengths from the template), never of
   // bytes from the wire: this is compiling a layout, not evaluating input.
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const make = new Function('readUint', 'ntpMs', 'ipv6', 'uptimeAgoMs', 'safe', 'TEXT', body) as (...deps: unknown[]) => SetReader;
-  return make(readUint, ntpMs, ipv6, uptimeAgoMs, (x: number) => (x > MAX_SAFE ? MAX_SAFE : x), TEXT_ADDRESS);
+  const make = new Function('readUint', 'ntpMs', 'ipv6', 'TEXT', body) as (...deps: unknown[]) => SetReader;
+  return make(readUint, ntpMs, ipv6, TEXT_ADDRESS);
 }
 
 /** The shared reader for a compiled template's layout, or null (general path) when it does not qualify or the cache is full. */
