@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { untilOutput } from '../testing/child.js';
 import { systemClock } from '../core/clock.js';
 import { vmId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
@@ -39,22 +40,7 @@ describe('executor over the QEMU driver, killed -9 mid-migration', { timeout: 60
       }
       const child = spawn(process.execPath, [fileURLToPath(new URL('./executor.qemu-crash-child.js', import.meta.url)), dir, String(basePort)], { stdio: ['ignore', 'pipe', 'inherit'] });
       try {
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('the child never reached pre-copy within 60 s')), 60_000);
-          let out = '';
-          child.stdout.setEncoding('utf8');
-          child.stdout.on('data', (d: string) => {
-            out += d;
-            if (/running:precopy/.test(out)) {
-              clearTimeout(timer);
-              resolve();
-            }
-          });
-          child.once('exit', (code) => {
-            clearTimeout(timer);
-            reject(new Error(`the child exited early (${code}): ${out}`));
-          });
-        });
+        await untilOutput(child, /running:precopy/, 60_000, 'the manager child');
         await sleep(1500);
         child.kill('SIGKILL');
         await once(child, 'exit');

@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { untilOutput } from '../testing/child.js';
 import { systemClock } from '../core/clock.js';
 import { siteId, vmId, type SiteId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
@@ -399,22 +400,7 @@ describe('executor after a real kill -9', () => {
     try {
       const child = spawn(process.execPath, [fileURLToPath(new URL('./executor.crash-child.js', import.meta.url)), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
       try {
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('the child never reached pre-copy within 10 s')), 10_000);
-          let out = '';
-          child.stdout.setEncoding('utf8');
-          child.stdout.on('data', (d: string) => {
-            out += d;
-            if (/running:precopy/.test(out)) {
-              clearTimeout(timer);
-              resolve();
-            }
-          });
-          child.once('exit', (code) => {
-            clearTimeout(timer);
-            reject(new Error(`the child exited early (${code}): ${out}`));
-          });
-        });
+        await untilOutput(child, /running:precopy/, 10_000, 'the manager child');
         await sleep(300);
         child.kill('SIGKILL');
         await once(child, 'exit');

@@ -1,6 +1,7 @@
 // A measuring RFB viewer running as a child process (viewer-main.ts), typically inside a user's
 // network namespace: `startViewer((argv, o) => run.spawnIn(userNs, argv, o), { host, port })`.
 import type { SpawnOptions } from 'node:child_process';
+import { jsonLineReader } from '../../core/json-lines.js';
 import { fileURLToPath } from 'node:url';
 import { AppError } from '../../core/errors.js';
 import type { SpawnedProcess } from '../netns.js';
@@ -41,23 +42,13 @@ export async function startViewer(spawn: (argv: readonly string[], o: SpawnOptio
   let stderr = '';
   let closedReason: string | null = null;
   let ready: ((v: Record<string, unknown>) => void) | null = null;
-  let buf = '';
   const exitedP = new Promise<void>((r) => child.once('exit', () => r()));
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-4096);
   });
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let msg: Record<string, unknown>;
-      try {
-        msg = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
+  child.stdout?.setEncoding('utf8').on('data', jsonLineReader({
+    onBadLine: (line, problem) => { stderr = (stderr + `\nviewer printed ${problem}: ${line}`).slice(-4096); },
+    onMessage: (msg) => {
       if (msg['ready'] === true && ready !== null) {
         ready(msg);
         ready = null;
@@ -69,8 +60,8 @@ export async function startViewer(spawn: (argv: readonly string[], o: SpawnOptio
         if (msg['ok'] === true) p?.resolve(msg['result']);
         else p?.reject(new AppError('VIEWER', `The viewer (pid ${pid}) failed: ${String(msg['error'])}`));
       }
-    }
-  });
+    },
+  }));
   void exitedP.then(() => {
     const e = new AppError('VIEWER', `The viewer (pid ${pid}) exited (code ${String(child.exitCode)}): ${closedReason ?? (stderr.trim() || 'no output')}`);
     closedReason ??= stderr.trim() || `exited with code ${String(child.exitCode)}`;

@@ -7,6 +7,7 @@
 // (departure time, datagram) and ONE timer for the whole relay that flushes every due datagram of
 // every direction at once (no per-packet setTimeout).
 import dgram from 'node:dgram';
+import { jsonLineReader } from '../../core/json-lines.js';
 import { rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -511,7 +512,6 @@ export function connectRelayControl(socketPath: string, opts: { timeoutMs?: numb
     const conn = net.createConnection(socketPath);
     const pending = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
     let nextId = 1;
-    let buf = '';
     let connected = false;
     const failAll = (e: Error): void => {
       for (const p of pending.values()) {
@@ -521,25 +521,16 @@ export function connectRelayControl(socketPath: string, opts: { timeoutMs?: numb
       pending.clear();
     };
     conn.setEncoding('utf8');
-    conn.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let msg: Record<string, unknown>;
-        try {
-          msg = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
+    conn.on('data', jsonLineReader({
+      onBadLine: (line, problem) => failAll(new AppError('RELAY_PROTOCOL', `The WAN relay's control socket ${socketPath} sent ${problem}: ${line}`)),
+      onMessage: (msg) => {
         const p = typeof msg.id === 'number' ? pending.get(msg.id) : undefined;
-        if (p === undefined) continue;
+        if (p === undefined) return;
         pending.delete(msg.id as number);
         clearTimeout(p.timer);
         p.resolve(msg);
-      }
-    });
+      },
+    }));
     conn.on('error', (e) => {
       if (!connected) reject(new AppError('RELAY_UNREACHABLE', `Cannot reach the WAN relay's control socket ${socketPath}: ${e.message}`, { cause: e, retryable: true }));
       failAll(new AppError('RELAY_UNREACHABLE', `WAN relay control connection failed: ${e.message}`, { cause: e }));
