@@ -280,7 +280,7 @@ export async function runTelemetryBench(o: TelemetryBenchOptions): Promise<void>
   const times = o.quick ? 3 : 20;
   const pacedPerMs = 16;
   const rounds = o.quick ? 1 : 3;
-  line(`# decoding throughput: records per CPU-second (one core) of each receiver, the same recorded softflowd export (${f0(flows)} flows, ${VMS} VMs, 9 in 10 flows attributed) replayed ${times} times to each after a warm-up pass; full speed, then paced at ${pacedPerMs} datagrams per ms; best of ${rounds} alternating rounds (target ≥ 1.0× nfcapd and ≥ 1,000,000 records/s)`);
+  line(`# decoding throughput: records per CPU-second (one core) of each receiver, the same recorded softflowd export (${f0(flows)} flows, ${VMS} VMs, 9 in 10 flows attributed) replayed ${times} times to each after a warm-up pass; full speed, then paced at ${pacedPerMs} datagrams per ms; best of ${rounds} alternating rounds (target ≥ 1.0× nfcapd and ≥ 1,000,000 records/s)${o.quick ? '; --quick is a smoke run, too short to compare' : ''}`);
   const verdicts: boolean[] = [];
   for (const [format, version] of [['ipfix', 10], ['netflow9', 9]] as const) {
     const rec = await recordExport(version, flows);
