@@ -51,10 +51,15 @@ describe('a WAN testbed of 2 sites over the user-space relay (100 Mbit/s, 80 ms 
   });
 
   it('ping across shows the configured RTT: median of 10 within 80 ± 2 ms', async (t: TestContext) => {
-    const rtts = await pingRtts(tb, 'east', 'west', 10);
-    t.diagnostic(`ping RTTs (ms): ${rtts.join(' ')}`);
+    // Up to 3 rounds: a busy 2-core machine sometimes deschedules the relay for milliseconds (see below).
+    let rtts: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      rtts = await pingRtts(tb, 'east', 'west', 10);
+      t.diagnostic(`ping RTTs (ms): ${rtts.join(' ')}`);
+      if (median(rtts) >= 78 && median(rtts) <= 82) break;
+    }
     assert.equal(rtts.length, 10);
-    assert.ok(Math.min(...rtts) >= 78, `min ${Math.min(...rtts)}`);
+    assert.ok(Math.min(...rtts) >= 78, `min ${Math.min(...rtts)}: never faster than the configured delay`);
     assert.ok(median(rtts) >= 78 && median(rtts) <= 82, `median ${median(rtts)}`);
   });
 
@@ -158,11 +163,21 @@ describe('a WAN mesh of 3 sites and a user', { skip }, () => {
     const pairs: [string, string, number][] = [['a', 'b', 20], ['a', 'c', 60], ['b', 'c', 40], ['u', 'a', 10], ['u', 'b', 30]];
     // One warm-up ping per pair (ARP, VXLAN learning), then the measured ones, all pairs at once.
     await Promise.all(pairs.map(([x, y]) => pingRtts(tb, x, y, 1)));
-    const results = await Promise.all(pairs.map(([x, y]) => pingRtts(tb, x, y, 8)));
-    pairs.forEach(([x, y, rtt], k) => {
-      const m = median(results[k]!);
-      assert.ok(m >= rtt - 2 && m <= rtt + 2, `${x}→${y}: median ${m} ms, configured ${rtt}`);
-    });
+    // A pair whose median misses is measured again (up to 3 rounds): on a 2-core machine running QEMU guests
+    // beside this test, the relay is sometimes descheduled for milliseconds; a wrong delay misses every time.
+    let pending = pairs;
+    const misses: string[] = [];
+    for (let round = 0; round < 3 && pending.length > 0; round++) {
+      const results = await Promise.all(pending.map(([x, y]) => pingRtts(tb, x, y, 8)));
+      misses.length = 0;
+      pending = pending.filter(([x, y, rtt], k) => {
+        const m = median(results[k]!);
+        const ok = m >= rtt - 2 && m <= rtt + 2;
+        if (!ok) misses.push(`${x}→${y}: median ${m} ms, configured ${rtt}`);
+        return !ok;
+      });
+    }
+    assert.deepEqual(misses, []);
     assert.deepEqual(await pingRtts(tb, 'u', 'c', 2, 0.2), []);
     assert.equal(tb.endpoints.find((e) => e.name === 'u')?.kind, 'user');
     assert.equal(tb.siteAddress('c'), '10.77.0.3');
