@@ -132,7 +132,7 @@ function withObserverMonitor(extra: readonly string[] | undefined, qmpPath: stri
   return out;
 }
 
-function specOn(host: QemuHost, spec: Omit<QemuVmSpec, 'qmpPath' | 'serialLogPath' | 'netns'>): QemuVmSpec {
+function specOn(host: QemuHost, spec: Omit<QemuVmSpec, 'qmpPath' | 'serialLogPath' | 'netns'>, opts: { sharedDisk?: boolean } = {}): QemuVmSpec {
   const { disk } = spec;
   const qmpPath = join(host.workDir, `${spec.name}.qmp`);
   const base: QemuVmSpec = {
@@ -142,7 +142,8 @@ function specOn(host: QemuHost, spec: Omit<QemuVmSpec, 'qmpPath' | 'serialLogPat
     serialLogPath: join(host.workDir, `${spec.name}.console.log`),
     ...(host.netns === null ? {} : { netns: host.netns }),
   };
-  if (disk === undefined) return base;
+  // A shared disk stays where both sites see it; a mirrored one gets its own copy on the host.
+  if (disk === undefined || opts.sharedDisk === true) return base;
   return { ...base, disk: { ...disk, path: join(host.workDir, `${spec.name}.${disk.format}`) } };
 }
 
@@ -177,7 +178,9 @@ class ProgressFeed {
   push(p: MigrationProgress): void {
     this.last = p;
     for (const s of this.subscribers) {
-      if (s.queue.length < 1000) s.queue.push(p);
+      // A slow reader loses the oldest snapshots, never the newest (the terminal one must arrive).
+      if (s.queue.length >= 1000) s.queue.shift();
+      s.queue.push(p);
       s.wake?.();
     }
   }
@@ -219,7 +222,13 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
 
   async function launchOn(host: QemuHost, spec: QemuVmSpec, role: InstanceRecord['role'], jobId: string | null): Promise<number> {
     await opts.prepareHost?.(host, spec);
-    const proc = await launchQemu(spec, { workDir: host.workDir, log });
+    let proc;
+    try {
+      proc = await launchQemu(spec, { workDir: host.workDir, log });
+    } catch (e) {
+      await opts.releaseHost?.(host, spec).catch(() => undefined);
+      throw e;
+    }
     await writeRecord(host, { vm: spec.name, spec, pid: proc.pid, role, jobId });
     return proc.pid;
   }
@@ -271,6 +280,9 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     if (mon === undefined) throw new AppError('QEMU_SOURCE_LOST', `Cannot reach the monitor of ${vm} at ${src.placement.siteId}`);
     try {
       const mig = await mon.queryMigrate();
+      if (mig.status !== undefined && mig.status.startsWith('postcopy')) {
+        throw new AppError('MIGRATION_IN_POSTCOPY', `Cannot restore ${vm} at ${src.placement.siteId}: the migration is in ${mig.status}, so the newest memory is at the destination`);
+      }
       if (mig.status === 'active' || mig.status === 'setup' || mig.status === 'pre-switchover' || mig.status === 'device') {
         await mon.migrateCancel();
         for (let i = 0; i < 100; i++) {
@@ -285,6 +297,8 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         for (let i = 0; i < 100 && (await mon.queryBlockJobs()).some((j) => j.device === job.device); i++) await sleep(100);
       }
       await mon.blockdevDel(mirrorNode(jobId)).catch(() => undefined);
+      await mon.setMigrationParameters({ 'tls-creds': '', 'tls-hostname': '' }).catch(() => undefined);
+      await mon.objectDel(tlsId(jobId)).catch(() => undefined);
       const st = await mon.queryStatus();
       if (!st.running) await mon.cont();
     } finally {
@@ -396,7 +410,10 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
       let s: { client: QmpClient; mon: QemuMonitor } | null = null;
       let d: { client: QmpClient; mon: QemuMonitor } | null = null;
       let destStarted = false;
-      const dstSpec = specOn(dst, { ...srcRec.spec, incoming: 'defer', startPaused: mirror });
+      // Always -S: the destination never runs until the driver has decided the move is done, so a roll-back
+      // before that point can never leave two running copies.
+      const dstSpec = specOn(dst, { ...srcRec.spec, incoming: 'defer', startPaused: true }, { sharedDisk: !mirror });
+      let committed = false;
       const outcome = (status: MigrationOutcome['status'], reason: string | null, downtimeMs: number | null): MigrationOutcome => ({
         jobId: req.jobId, status, runningAt: status === 'completed' ? req.to : req.from,
         durationMs: opts.clock.nowMs() - startedMs, downtimeMs, transferredBytes: lastTransferred,
@@ -405,6 +422,10 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
       const rollBackLive = async (status: 'aborted' | 'failed', reason: string): Promise<MigrationOutcome> => {
         phase = 'aborting';
         snapshot({});
+        // The destination goes first: it may hold the disk's lock, and it has never run (-S).
+        if (d !== null) await d.client.close().catch(() => undefined);
+        d = null;
+        if (destStarted) await destroyOn(dst, req.vm, mirror).catch((e: Error) => log.warn('destination cleanup failed', { vm: req.vm, error: e.message }));
         try {
           await restoreSource(src, req.vm, req.jobId, s !== null && s.client.isConnected ? s.mon : null);
         } catch (e) {
@@ -412,7 +433,6 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
           reason = `${reason}; then restoring the source failed: ${(e as Error).message}`;
           status = 'failed';
         }
-        if (destStarted) await destroyOn(dst, req.vm, true).catch((e: Error) => log.warn('destination cleanup failed', { vm: req.vm, error: e.message }));
         phase = status;
         snapshot({});
         return outcome(status, reason, null);
@@ -455,10 +475,17 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         phase = 'switching-over';
         snapshot({});
         if (mirror) {
-          // A READY mirror cancelled after the guest stopped completes with the target in sync.
+          // A READY mirror cancelled after the guest stopped completes with the target in sync; its
+          // BLOCK_JOB_COMPLETED event says whether it did (offset = len, no error).
+          const cursor = s.client.eventCursor();
           await s.mon.blockJobCancel(mirrorJobId(req.jobId));
-          for (let i = 0; i < 300 && (await s.mon.queryBlockJobs()).some((j) => j.device === mirrorJobId(req.jobId)); i++) await sleep(50);
+          const ev = await s.client.waitForEvent('BLOCK_JOB_COMPLETED', (e) => e.data['device'] === mirrorJobId(req.jobId), 60_000, { since: cursor });
+          const evError = ev.data['error'];
+          if (typeof evError === 'string' || ev.data['offset'] !== ev.data['len']) {
+            return await rollBackLive('failed', `the disk mirror did not finish cleanly (${typeof evError === 'string' ? evError : `${String(ev.data['offset'])} of ${String(ev.data['len'])} bytes`}), so the VM stays at ${req.from.siteId}`);
+          }
         }
+        if (aborted()) return await rollBackLive('aborted', abortReason ?? 'aborted');
         if (opts.verifySwitchOver !== undefined) {
           try {
             await opts.verifySwitchOver({ vm: req.vm, source: srcRec.spec, destination: dstSpec });
@@ -468,17 +495,20 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         }
         await d.client.close();
         d = null;
+        // From here the destination may run: never roll back past this point.
+        committed = true;
         await activateDestination(dst, req.vm);
-        let info = await s.mon.queryMigrate();
+        const noInfo: MigrationInfo = {};
+        let info: MigrationInfo = await s.mon.queryMigrate().catch(() => noInfo);
         for (let i = 0; i < 20 && (info.downtime ?? 0) === 0; i++) {
           await sleep(20);
-          info = await s.mon.queryMigrate();
+          info = await s.mon.queryMigrate().catch(() => noInfo);
         }
         liveMon = null;
         await s.client.close();
         s = null;
         // The source copy is stale from here on: release it (its disk too when the destination has its own).
-        await destroyOn(src, req.vm, mirror);
+        await destroyOn(src, req.vm, mirror).catch((e: Error) => log.error('releasing the source failed; the VM runs at the destination', { vm: req.vm, job: req.jobId, error: e.message }));
         phase = 'completed';
         snapshot({ remainingBytes: 0, etaS: 0 });
         return outcome('completed', null, info.downtime ?? null);
@@ -489,6 +519,15 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
           return outcome('failed', `the driver let go of this migration in phase ${phase} (manager stopping); QEMU carries on and the job is reconciled on restart`, null);
         }
         log.error('migration failed', { vm: req.vm, job: req.jobId, phase, error: err.message });
+        if (committed) {
+          // The destination may already run: find out rather than roll back onto the stale source.
+          const there = await presenceOf(dst, req.vm).catch(() => ({ state: 'absent' as InstanceState, migration: null }));
+          if (there.state === 'running') {
+            phase = 'completed';
+            snapshot({ remainingBytes: 0, etaS: 0 });
+            return { ...outcome('completed', `switched over, then: ${err.message}`, null) };
+          }
+        }
         if (currentPhase() === 'postcopy') {
           phase = 'failed';
           snapshot({});
@@ -521,10 +560,13 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         await dmon.setMigrationParameters({ 'tls-creds': tlsId(r.jobId) });
         choices.push({ name: 'tls', value: true, reason: `migration and NBD streams encrypted and both ends verified (server ${dc.hostname})` });
       } else {
+        await smon.setMigrationParameters({ 'tls-creds': '', 'tls-hostname': '' });
         choices.push({ name: 'tls', value: false, reason: r.policy.tls ? 'no credentials configured for the sites' : 'the policy runs these streams in the clear' });
       }
       await smon.setMigrationParameters({
         'max-bandwidth': st.maxBandwidthBytesPerS,
+        // After a switch to post-copy QEMU uses this cap instead (0 would be unlimited).
+        'max-postcopy-bandwidth': st.maxBandwidthBytesPerS,
         'downtime-limit': st.downtimeLimitMs,
         ...(st.xbzrle ? { 'xbzrle-cache-size': st.xbzrleCacheBytes } : {}),
         ...(st.compression === 'zstd' ? { 'multifd-zstd-level': st.compressionLevel } : {}),
@@ -648,7 +690,11 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         if (status === 'postcopy-paused') throw new AppError('MIGRATION_POSTCOPY_PAUSED', `post-copy of ${req.vm} paused: the link to ${req.to.siteId} broke`);
         const ram = info.ram;
         const now = opts.clock.nowMs();
-        if (ram !== undefined) {
+        if (ram === undefined) {
+          // Still in setup (a TLS handshake, a connect over a dead link): the deadline and the quiet timer hold.
+          if (now - startedMs > req.policy.deadlineMs) return { status: 'aborted', reason: `deadline of ${req.policy.deadlineMs} ms passed before the migration got going (${status})` };
+          if (quiet(0)) return { status: 'failed', reason: `the migration to ${req.to.siteId} moved no bytes for ${noTrafficTimeoutMs} ms (${status}): the link looks cut` };
+        } else {
           const transferred = diskTotal.bytes + ram.transferred;
           const dt = (now - lastMs) / 1000;
           const rate = dt > 0 ? Math.max(0, (transferred - lastBytes) / dt) : 0;
@@ -664,6 +710,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
           });
           if (settings.postCopyAfterFirstPass && !postcopyStarted && ram['dirty-sync-count'] >= 2 && status === 'active') {
             postcopyStarted = true;
+            phase = 'postcopy';
             await smon.migrateStartPostcopy();
             log.info('switched to post-copy after the first pass', { vm: req.vm, job: req.jobId });
           }
@@ -679,6 +726,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
               if (action === 'abort') return { status: 'aborted', reason: `stalled: no progress for ${req.policy.stallTimeoutMs} ms with ${ram.remaining} bytes left; the policy says abort` };
               if (action === 'post-copy' && !postcopyStarted) {
                 postcopyStarted = true;
+                phase = 'postcopy';
                 await smon.migrateStartPostcopy();
               } else if (action === 'raise-downtime') {
                 const raised = raisedDowntimeMs(downtimeLimitMs, req.policy.maxDowntimeCeilingMs);
@@ -711,7 +759,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         settings = { ...settings, maxBandwidthBytesPerS: bytes };
         choices.push({ name: 'max-bandwidth', value: bytes, reason: `admission re-split the link: ${capMbps} Mbit/s for this migration` });
         // Applied to the running stream (the mirror keeps its start speed); a finished one has nothing to cap.
-        if (liveMon !== null) await liveMon.setMigrationParameters({ 'max-bandwidth': bytes }).catch((e: Error) => log.warn('could not change the bandwidth cap', { job: req.jobId, error: e.message }));
+        if (liveMon !== null) await liveMon.setMigrationParameters({ 'max-bandwidth': bytes, 'max-postcopy-bandwidth': bytes }).catch((e: Error) => log.warn('could not change the bandwidth cap', { job: req.jobId, error: e.message }));
       },
     };
     return handle;
@@ -721,7 +769,9 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     const src = await presenceOf(opts.hostFor(req.from), req.vm);
     const dst = await presenceOf(opts.hostFor(req.to), req.vm);
     const dstRec = readRecord(opts.hostFor(req.to), req.vm);
-    const completed = src.migration?.status === 'completed' || (src.state === 'absent' && dstRec?.role === 'active');
+    // A source resumed after a rolled-back switch-over still says 'completed' until its next migrate: only a
+    // source that is not running counts.
+    const completed = (src.migration?.status === 'completed' && src.state !== 'running') || (src.state === 'absent' && dstRec?.role === 'active');
     return { vm: req.vm, source: src.state, destination: dst.state, migrationCompleted: completed };
   }
 
@@ -732,7 +782,10 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
     if (!p.migrationCompleted) {
       throw new AppError('MIGRATION_NOT_COMPLETE', `Cannot finish the move of ${req.vm}: the switch-over did not complete (source ${p.source}, destination ${p.destination})`);
     }
-    if (p.destination !== 'absent') {
+    if (p.destination === 'absent') {
+      throw new AppError('MIGRATION_DESTINATION_LOST', `Cannot finish the move of ${req.vm}: no copy runs at ${req.to.siteId} (source ${p.source}); the source is kept`);
+    }
+    {
       const srcRec = readRecord(src, req.vm);
       if (srcRec?.spec.disk !== undefined && p.source !== 'absent') {
         // The mirror may still be open at the source: close it so the destination's disk is final.
@@ -757,7 +810,7 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
       throw new AppError('MIGRATION_ALREADY_SWITCHED', `Cannot roll back the move of ${req.vm}: the switch-over completed (source ${p.source}, destination ${p.destination}); finish it instead`);
     }
     await restoreSource(src, req.vm, req.jobId);
-    await destroyOn(dst, req.vm, true);
+    await destroyOn(dst, req.vm, req.storage === 'mirror');
   }
 
   return {
