@@ -52,6 +52,11 @@ export interface QemuDriverOptions {
   cpuFreeCores?: () => number;
   /** Base TCP port for migration and NBD listeners (default 49152); each job takes two from a hashed slot. */
   basePort?: number;
+  /**
+   * Called the moment the destination runs, before the source is released: where the proxy's path is re-pointed,
+   * so that the guest's first packets from its new site already find it. Not awaited; a throw is only logged.
+   */
+  onActivated?(info: { vm: VmId; jobId: string; to: Placement }): void | Promise<void>;
   /** No bytes crossing the link for this long (outside post-copy) means it is cut: fail and roll back (default 20 s). */
   noTrafficTimeoutMs?: number;
   /**
@@ -498,6 +503,11 @@ export function createQemuDriver(opts: QemuDriverOptions): QemuDriver {
         // From here the destination may run: never roll back past this point.
         committed = true;
         await activateDestination(dst, req.vm);
+        try {
+          void Promise.resolve(opts.onActivated?.({ vm: req.vm, jobId: req.jobId, to: req.to })).catch((e: Error) => log.warn('onActivated failed', { vm: req.vm, error: e.message }));
+        } catch (e) {
+          log.warn('onActivated failed', { vm: req.vm, error: (e as Error).message });
+        }
         const noInfo: MigrationInfo = {};
         let info: MigrationInfo = await s.mon.queryMigrate().catch(() => noInfo);
         for (let i = 0; i < 20 && (info.downtime ?? 0) === 0; i++) {
