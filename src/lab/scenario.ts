@@ -131,7 +131,7 @@ export interface DesktopSessionOptions {
   user: string;
   /** where the proxy runs (default: the user's home site) */
   proxySite?: string;
-  /** the desktop's address on the lab's subnet (default: a free one from host number 150 up) */
+  /** the desktop's address on the lab's subnet, CIDR like 10.77.0.150/24 (default: a free one from host number 150 up) */
   desktopAddress?: string;
   /** the proxy's stable ports: the desktop's RFB (default 5900) and the guest's echo (default 7007) */
   rfbPort?: number;
