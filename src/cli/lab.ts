@@ -15,7 +15,7 @@ import { parseFlowCollectorFlag, parseLabConfig, type LabConfig } from '../lab/c
 import { repoRoot } from '../lab/guest.js';
 import { DEFAULT_LAB_STATE_DIR, labDown, labStatus, labUp, readLabState, type Lab, type LabState, type LabStatus } from '../lab/lab.js';
 import { assertRoot, cleanupOnSignals } from '../lab/netns.js';
-import { loadLatencyData, type LatencyData } from '../sim/latency-data.js';
+import { latencyData } from './data.js';
 import { table } from './format.js';
 
 export interface LabIo {
@@ -24,7 +24,6 @@ export interface LabIo {
 }
 
 const CLI_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
-const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../../data/', import.meta.url));
 
 export const LAB_USAGE = `Usage:
   vmshadow lab up [--config FILE] [--sites N] [--flow-collector PORT|IP:PORT] [--state-dir DIR] [--json]
@@ -49,15 +48,6 @@ function stateDirOf(v: Flags): string {
   return typeof v['state-dir'] === 'string' ? v['state-dir'] : DEFAULT_LAB_STATE_DIR;
 }
 
-function latencyData(dir: unknown): LatencyData {
-  if (typeof dir !== 'string') return loadLatencyData(DEFAULT_DATA_DIR);
-  try {
-    return loadLatencyData(dir);
-  } catch (e) {
-    if (e instanceof AppError) throw new InputError('--data-dir', dir, `cannot be used: ${e.message}`);
-    throw e;
-  }
-}
 
 /** The config from --config (or the defaults), with --sites and --flow-collector applied. */
 export function labConfigFromFlags(v: Flags): LabConfig {

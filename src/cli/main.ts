@@ -10,7 +10,7 @@ import type { Plan } from '../placement/plan.js';
 import { comparePolicies } from '../sim/compare.js';
 import { POLICIES, type PolicyName } from '../sim/engine.js';
 import { generateScenario } from '../sim/generate.js';
-import { loadLatencyData, type LatencyData } from '../sim/latency-data.js';
+import { DEFAULT_DATA_DIR, latencyData } from './data.js';
 import { parseScenario, type Scenario } from '../sim/scenario.js';
 import { loadHighs } from '../solver/highs.js';
 import { fmtBytes, fmtNum, table } from './format.js';
@@ -38,7 +38,6 @@ Usage:
 Errors in input exit with code 2 and name the field; other failures exit 1.
 `;
 
-const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../../data/', import.meta.url));
 /** The labelled captures live in ../shared beside the checkout; their labels are kept with the fixtures. */
 const DEFAULT_TRAFFIC_DIR = fileURLToPath(new URL('../../../../shared/data/traffic/pcap/', import.meta.url));
 const LABELS_FILE = fileURLToPath(new URL('../../../src/fingerprint/fixtures/labels.json', import.meta.url));
@@ -81,16 +80,6 @@ function intFlag(v: unknown, name: string, dflt?: number): number {
   return n;
 }
 
-/** The latency tables, from --data-dir if given (a bad one is the user's input error) or the bundled copy. */
-function latencyData(dir: unknown): LatencyData {
-  if (typeof dir !== 'string') return loadLatencyData(DEFAULT_DATA_DIR);
-  try {
-    return loadLatencyData(dir);
-  } catch (e) {
-    if (e instanceof AppError) throw new InputError('--data-dir', dir, `cannot be used: ${e.message}`);
-    throw e;
-  }
-}
 
 /** Fails now, not after a long run, if `file` cannot be written. */
 function writable(file: unknown, flag: string): void {

@@ -638,23 +638,7 @@ export interface LeftoverRun {
 
 /** Runs in stateDir whose owner process is gone (pid dead, or reused by another process). */
 export function findLeftoverRuns(opts: { stateDir?: string } = {}): LeftoverRun[] {
-  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
-  let names: string[];
-  try {
-    names = readdirSync(stateDir);
-  } catch {
-    return [];
-  }
-  const out: LeftoverRun[] = [];
-  for (const n of names) {
-    const m = /^([0-9a-f]{6})\.json$/.exec(n);
-    if (m === null) continue;
-    const rec = readRecord(stateDir, m[1]!);
-    if (rec === null) continue;
-    const ownerAlive = rec.owner.pid > 0 && isProcessAlive(rec.owner.pid, rec.owner.startTicks);
-    if (!ownerAlive) out.push({ runId: rec.runId, record: rec, ownerAlive });
-  }
-  return out;
+  return listRuns(opts).filter((r) => !r.ownerAlive);
 }
 
 /** Every run in stateDir, live or not (for `lab status`). */
