@@ -209,6 +209,8 @@ describe('vmshadow lab (CLI)', { timeout: 300_000 }, () => {
     }
     assert.match(err, /interrupted \(SIGINT\); the lab was not built and what was started is removed/);
     assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(nsPrefix(runId))), []);
+    const left = spawnSync('pgrep', ['-f', stateDir], { encoding: 'utf8' }).stdout.trim();
+    assert.equal(left, '', `no process of the interrupted lab is left (QEMU daemonizes outside its namespace): ${left}`);
     assert.equal(isAlive(relayPid), false, 'relay stopped');
     assert.ok(!existsSync(stateDir), 'state directory removed');
   });

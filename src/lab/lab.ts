@@ -373,6 +373,9 @@ export async function labUp(config: LabConfig, opts: LabUpOptions = {}): Promise
   const runId = labRun.runId;
   progress(`run ${runId}: building ${config.sites.length} sites, ${config.users.length} users and ${config.links.length} WAN links`);
   let testbed: WanTestbed | null = null;
+  // What a failed or interrupted build must stop: QEMU daemonizes, so it outlives its namespace unless killed.
+  let hostDirs: string[] = [];
+  const launches: Promise<unknown>[] = [];
   try {
     const runDir = labRun.recordFile(join(stateDir, runId));
     mkdirSync(runDir, { recursive: true, mode: 0o755 });
@@ -404,6 +407,7 @@ export async function labUp(config: LabConfig, opts: LabUpOptions = {}): Promise
       hosts: Array.from({ length: s.hosts }, (_, k) => ({ id: `${s.id}-h${k + 1}`, workDir: join(runDir, `${i}${String.fromCharCode(97 + k)}`) })),
       flowExporter: null,
     }));
+    hostDirs = sites.flatMap((s) => s.hosts.map((h) => h.workDir));
     const users: LabStateUser[] = config.users.map((u, j) => ({
       name: u.name, country: u.country, near: u.near, lat: u.lat, lon: u.lon,
       endpoint: userEp(j), ns: tb.siteNs(userEp(j)), address: tb.siteAddress(userEp(j)), cidr: u.address, rttMs: { ...u.rttMs },
@@ -428,7 +432,7 @@ export async function labUp(config: LabConfig, opts: LabUpOptions = {}): Promise
           if (disk !== undefined) await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk.path, `${v.diskMiB}M`], { timeout: 30_000 });
           aborted(signal);
           const tap = `tap-${v.name}`;
-          const spec = await driver.launchVm({
+          const launching = driver.launchVm({
             name: v.name, memoryMiB: v.memoryMiB, vcpu: v.vcpu, kernel: image.kernel, initrd: image.initrd, tcgTbSizeMiB: 32,
             guest: {
               ipCidr: v.ipCidr, checkIntervalMs: 1000,
@@ -438,6 +442,8 @@ export async function labUp(config: LabConfig, opts: LabUpOptions = {}): Promise
             ...(disk !== undefined ? { disk } : {}),
             nics: [{ mac: macForName(v.name), tap }],
           }, host.placement);
+          launches.push(launching.catch(() => undefined));
+          const spec = await launching;
           const pidFile = pidfileFor(host.workDir, v.name);
           const pid = await findQemu(pidFile);
           vms.push({
@@ -475,6 +481,12 @@ export async function labUp(config: LabConfig, opts: LabUpOptions = {}): Promise
     return makeLab(config, state, labRun, tb, driver, epOf);
   } catch (e) {
     progress(`removing what was built (${(e as Error).message})`);
+    // A launch in flight when the build was interrupted daemonizes a moment later: let it finish (bounded), then
+    // stop every QEMU by its pid file before the namespaces go.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(launches), new Promise((r) => { timer = setTimeout(r, 40_000); })]);
+    clearTimeout(timer);
+    await stopQemusIn(hostDirs).catch((err: unknown) => log.error('stopping QEMU failed', { runId, error: (err as Error).message }));
     await testbed?.relay.stop().catch(() => undefined);
     await labRun.destroy().catch((err: unknown) => log.error('lab cleanup failed', { runId, error: (err as Error).message }));
     rmSync(labStatePath(stateDir), { force: true });
@@ -620,6 +632,31 @@ export interface LabDownReport {
   errors: string[];
 }
 
+
+/** Stops every QEMU whose pid file lies in one of these host work directories. */
+async function stopQemusIn(workDirs: readonly string[]): Promise<{ pids: number[]; errors: string[] }> {
+  const out = { pids: [] as number[], errors: [] as string[] };
+  for (const dir of workDirs) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir).filter((f) => f.endsWith('.pid'));
+    } catch {
+      continue;
+    }
+    for (const f of names) {
+      const pid = await findQemu(join(dir, f));
+      if (pid === undefined) continue;
+      try {
+        await killQemu(pid, { graceMs: 2000 });
+        out.pids.push(pid);
+      } catch (e) {
+        out.errors.push((e as Error).message);
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * Removes the lab of stateDir and every other run recorded there (leftovers of crashed `up`s): QEMU
  * guests, relay, softflowd, namespaces with their taps, root devices and files, then lab.json.
@@ -637,26 +674,9 @@ export async function labDown(stateDir: string = DEFAULT_LAB_STATE_DIR, opts: { 
   report.labRunId = state?.runId ?? null;
   // QEMU first, by its pid files: cleanup also stops every process in the namespaces, but a guest whose
   // namespace is already gone would otherwise be missed.
-  for (const s of state?.sites ?? []) {
-    for (const h of s.hosts) {
-      let names: string[] = [];
-      try {
-        names = readdirSync(h.workDir).filter((f) => f.endsWith('.pid'));
-      } catch {
-        continue;
-      }
-      for (const f of names) {
-        const pid = await findQemu(join(h.workDir, f));
-        if (pid === undefined) continue;
-        try {
-          await killQemu(pid, { graceMs: 2000 });
-          report.qemuStopped.push(pid);
-        } catch (e) {
-          report.errors.push((e as Error).message);
-        }
-      }
-    }
-  }
+  const stopped = await stopQemusIn((state?.sites ?? []).flatMap((s) => s.hosts.map((h) => h.workDir)));
+  report.qemuStopped.push(...stopped.pids);
+  report.errors.push(...stopped.errors);
   const runIds = new Set(listRuns({ stateDir: dir }).map((r) => r.runId));
   if (state !== null) runIds.add(state.runId);
   for (const runId of runIds) {
