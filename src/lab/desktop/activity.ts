@@ -229,10 +229,20 @@ export class ActivityGenerator {
     editor.child.stderr?.resume();
     let video: SpawnedProcess | null = null;
     try {
-      const found = await runTool(o.spawn, env, [o.tools.xdotool, 'search', '--sync', '--name', `^${title}$`], timeoutMs, 'the editor window');
+      // --onlyvisible: wait until the window is mapped; focusing a window that exists but is not yet viewable
+      // fails with BadMatch (seen in CI on a busy machine).
+      const found = await runTool(o.spawn, env, [o.tools.xdotool, 'search', '--sync', '--onlyvisible', '--name', `^${title}$`], timeoutMs, 'the editor window');
       const editorWindow = found.trim().split('\n')[0] ?? '';
       if (!/^\d+$/.test(editorWindow)) throw new AppError('DESKTOP_ACTIVITY', `xdotool found no editor window named ${title} (output ${JSON.stringify(found.slice(0, 200))})`);
-      await runTool(o.spawn, env, [o.tools.xdotool, 'windowfocus', editorWindow], timeoutMs, 'focus on the editor');
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await runTool(o.spawn, env, [o.tools.xdotool, 'windowfocus', editorWindow], timeoutMs, 'focus on the editor');
+          break;
+        } catch (e) {
+          if (attempt >= 10) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       video = o.spawn(
         [o.tools.video, '--x', String(v.x), '--y', String(v.y), '--width', String(v.width), '--height', String(v.height), '--fps', String(v.fps), '--title', `vms-video-${process.pid}`],
         { env, stdio: ['pipe', 'pipe', 'pipe'] },
