@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppError, InputError } from '../core/errors.js';
 import type { MigrationOutcome, MigrationProgress, MigrationRequest } from '../migration/driver.js';
+import { untilOutput } from '../core/child-output.js';
 import { controlClient, type ControlClient } from '../proxy/control.js';
 import type { RouteUpdate } from '../proxy/routes.js';
 import type { SessionInfo } from '../proxy/server.js';
@@ -96,19 +97,8 @@ export async function startLabProxy(lab: Lab, o: { site: string; name: string; r
   const socket = lab.run.recordFile(join(dir, `px-${o.name}.sock`));
   writeFileSync(routesFile, JSON.stringify(o.routes));
   const proc = lab.run.spawnIn(site.ns, [process.execPath, PROXY_MAIN, '--routes', routesFile, '--control', socket]);
-  let err = '';
-  proc.child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    err = (err + d).slice(-2000);
-  });
   try {
-    await within(new Promise<void>((resolve, reject) => {
-      let out = '';
-      proc.child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-        out += d;
-        if (out.includes('"event":"ready"')) resolve();
-      });
-      proc.child.once('exit', (c) => reject(new AppError('SCENARIO_PROXY', `The proxy at ${o.site} exited (code ${String(c)}) while starting: ${err.trim() || '(no output)'}`)));
-    }), o.timeoutMs ?? 15_000, `starting the proxy at ${o.site}`);
+    await untilOutput(proc.child, /"event":"ready"/, o.timeoutMs ?? 15_000, `the proxy at ${o.site}`);
   } catch (e) {
     proc.child.kill('SIGKILL');
     throw e;

@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { untilOutput } from '../testing/child.js';
+import { untilOutput } from '../core/child-output.js';
 import { systemClock } from '../core/clock.js';
 import { vmId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { untilOutput } from '../testing/child.js';
+import { untilOutput } from '../core/child-output.js';
 import { systemClock } from '../core/clock.js';
 import { siteId, vmId, type SiteId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';

@@ -23,6 +23,7 @@ import { createQemuDriver, type QemuDriver, type QemuHost } from '../migration/q
 import { macForName, waitForConsole } from '../migration/qemu/process.js';
 import { ensureGuest, guestReadyRegex } from '../testing/guest.js';
 import { STREAM_CHECK, watchStreamClient, type StreamCheckResult } from '../testing/stream-check.js';
+import { untilOutput } from '../core/child-output.js';
 import { controlClient, type ControlClient } from './control.js';
 import { runNft, siteFloatingIpScript } from './nat.js';
 import type { RouteUpdate } from './routes.js';
@@ -141,18 +142,7 @@ describe('proxy across sites in different subnets (case b: stateless address rew
     writeFileSync(routesFile, JSON.stringify([route('ns', 1, VMS.ns.a), route('qemu', 1, VMS.qemu.a)]));
     const sock = join(root, 'proxy.sock');
     proxy = run.spawnIn(ns.proxy, [process.execPath, MAIN, '--routes', routesFile, '--control', sock, '--nft-table', 'vmshadow_proxy']);
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      let err = '';
-      proxy.child.stderr?.on('data', (d: Buffer) => {
-        err += d.toString();
-      });
-      proxy.child.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('"event":"ready"')) resolve();
-      });
-      proxy.child.once('exit', (c) => reject(new Error(`proxy exited with ${String(c)}: ${err}`)));
-    });
+    await untilOutput(proxy.child, /"event":"ready"/, 30_000, 'the proxy');
     control = controlClient({ path: sock });
     // The initial re-points (one per VM) run in the background of the proxy's start.
     for (let i = 0; i < 200 && (await control.stats()).repoints.applied < 2; i++) await sleep(10);

@@ -21,6 +21,7 @@ import { createQemuDriver, type QemuDriver, type QemuHost } from '../migration/q
 import { macForName, waitForConsole } from '../migration/qemu/process.js';
 import { ensureGuest, guestReadyRegex } from '../testing/guest.js';
 import { STREAM_CHECK, watchStreamClient, type StreamCheckResult } from '../testing/stream-check.js';
+import { untilOutput } from '../core/child-output.js';
 import { controlClient, type ControlClient } from './control.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -97,18 +98,7 @@ describe('proxy over a stretched L2 overlay (case a: the VM keeps its address; t
     writeFileSync(routesFile, JSON.stringify([{ kind: 'set', service: 'desk', generation: 1, listen: { host: edgeAddr, port: PORT }, backends: [{ host: GUEST_IP, port: 7 }] }]));
     const sock = join(root, 'proxy.sock');
     const proxy = tb.spawnIn('edge', [process.execPath, MAIN, '--routes', routesFile, '--control', sock]);
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      let err = '';
-      proxy.child.stderr?.on('data', (d: Buffer) => {
-        err += d.toString();
-      });
-      proxy.child.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('"event":"ready"')) resolve();
-      });
-      proxy.child.once('exit', (c) => reject(new Error(`proxy exited with ${String(c)}: ${err}`)));
-    });
+    await untilOutput(proxy.child, /"event":"ready"/, 30_000, 'the proxy');
     control = controlClient({ path: sock });
   });
 

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runStreamCheck, startEchoServer, type EchoServer } from '../testing/stream-check.js';
+import { untilOutput } from '../core/child-output.js';
 import { controlClient, startControlServer } from './control.js';
 import type { RouteUpdate } from './routes.js';
 import { startProxy, type PathRewriter, type ProxyServer } from './server.js';
@@ -311,18 +312,7 @@ describe('proxy server on loopback', () => {
     async function startMain(routesFile: string): Promise<ChildProcess> {
       const child = spawn(process.execPath, [MAIN, '--routes', routesFile], { stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        let err = '';
-        child.stderr?.on('data', (d: Buffer) => {
-          err += d.toString();
-        });
-        child.stdout?.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (out.includes('"event":"ready"')) resolve();
-        });
-        child.once('exit', (code) => reject(new Error(`proxy exited with ${code}: ${err}`)));
-      });
+      await untilOutput(child, /"event":"ready"/, 30_000, 'the proxy');
       return child;
     }
 
