@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # for real guests and live migration; iproute2 and ethtool for the lab's namespaces and WAN links; openssl
 # for the migration CA; gcc, libc6-dev and cpio to build the tiny test guest; Xvnc, xterm, xdotool and
 # libx11-dev for the lab's remote desktops (a real VNC server and a small Xlib video player); nftables for
-# the proxy's address rewriting between subnets; haproxy as the proxy benchmark's reference.
-APT_PACKAGES=(softflowd pmacct nfdump qemu-system-x86 qemu-utils iproute2 iputils-ping procps ethtool openssl gcc libc6-dev cpio tigervnc-standalone-server xterm xdotool libx11-dev haproxy nftables)
+# the proxy's address rewriting between subnets; haproxy as the proxy benchmark's reference; postgresql for
+# the replicated store (the tests start their own server); chromium for the dashboard's browser tests.
+APT_PACKAGES=(softflowd pmacct nfdump qemu-system-x86 qemu-utils iproute2 iputils-ping procps ethtool openssl gcc libc6-dev cpio tigervnc-standalone-server xterm xdotool libx11-dev haproxy nftables postgresql chromium)
 
 apt_install() {
   [ "$#" -gt 0 ] || return 0
