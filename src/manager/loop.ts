@@ -20,6 +20,7 @@ import type {
   AuditEvent, FingerprintPoint, HostRecord, LinkRecord, PlanJobOutcome, PlanRecord, RoundRecord, RoundStage, RttPoint,
   Settings, SiteRecord, UserRecord, UserSiteRtt, VmRecord,
 } from '../store/records.js';
+import { getSettings, putSettings } from '../store/repos.js';
 import type { Doc, Store } from '../store/store.js';
 import type { ManagerControl, SettingsPatch } from './control.js';
 import {
@@ -37,7 +38,8 @@ export interface UserLatency {
 }
 
 export interface LatencySource {
-  probeRound(endpoints: readonly { userId: UserId; endpoint: string; country: string | null }[]): Promise<ReadonlyMap<string, UserLatency>>;
+  /** Probes every site to each user's endpoint; answers by user id. */
+  probeRound(users: readonly UserRecord[]): Promise<ReadonlyMap<string, UserLatency>>;
 }
 
 /** Hooks for the Prometheus metrics (all optional). */
@@ -85,7 +87,6 @@ export interface ManagerLoop {
   readonly stats: { windowsDropped: number; windowsPending: number; rounds: number };
 }
 
-const DEFAULT_SETTINGS_ID = 'manager';
 export const DEFAULT_ROUND_INTERVAL_S = 300;
 const MAX_LIST = 100_000;
 
@@ -108,11 +109,6 @@ function createMutex(): <T>(f: () => Promise<T>) => Promise<T> {
     tail = run.catch(() => undefined);
     return run;
   };
-}
-
-export async function readSettings(store: Store, defaults: Settings): Promise<Settings> {
-  const d = await store.get<Settings>('settings', DEFAULT_SETTINGS_ID);
-  return d === null ? defaults : { ...defaults, ...d.value, params: { ...defaults.params, ...d.value.params } };
 }
 
 export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): ManagerLoop {
@@ -142,9 +138,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
     events.publish({ type: 'audit', entry: { seq: seq!, key, atMs, value } });
   }
 
-  async function settings(): Promise<Settings> {
-    return readSettings(store, defaults);
-  }
+  const settings = (): Promise<Settings> => getSettings(store, defaults);
 
   const values = <T>(docs: readonly Doc<T>[]): T[] => docs.map((d) => d.value);
 
@@ -310,7 +304,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       for (const v of vms) for (const u of v.users) byUser.set(u.userId, [...(byUser.get(u.userId) ?? []), v.id]);
       const allUsers = [...users.values(), ...newUsers.values()];
       const active = allUsers.filter((u) => byUser.has(u.id));
-      const probed = active.length === 0 ? new Map<string, UserLatency>() : await o.latency.probeRound(active.map((u) => ({ userId: u.id, endpoint: u.endpoint, country: u.country })));
+      const probed = active.length === 0 ? new Map<string, UserLatency>() : await o.latency.probeRound(active);
       const updatedUsers: UserRecord[] = [];
       const rttPoints: { key: string; atMs: number; value: RttPoint }[] = [];
       const networkChanges: UserRecord[] = [];
@@ -505,7 +499,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       const next: Settings = {
         mode: patch.mode ?? cur.mode, roundIntervalS: patch.roundIntervalS ?? cur.roundIntervalS, planner: patch.planner ?? cur.planner, params,
       };
-      await store.put<Settings>('settings', DEFAULT_SETTINGS_ID, next);
+      await putSettings(store, next);
       await audit('manager', 'settings-changed', `${actor} changed the settings: ${JSON.stringify(patch)}`, actor);
       events.publish({ type: 'settings', settings: next });
       if (patch.roundIntervalS !== undefined && !stopped) {
