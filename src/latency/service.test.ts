@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import { FakeClock } from '../testing/fake-clock.js';
 import { DEFAULT_RTT_PARAMS } from './estimate.js';
 import type { GeoSite } from './geo.js';
-import { createLatencyService, type LatencyEndpoint, type LatencyGeo, type LatencyServiceOptions, type LatencySite } from './service.js';
+import { createLatencyService, DEFAULT_LATENCY_PARAMS, type LatencyEndpoint, type LatencyGeo, type LatencyServiceOptions, type LatencySite } from './service.js';
 import type { ProbeResult, SiteProber } from './site-prober.js';
 
 const SITES: LatencySite[] = [
@@ -109,8 +109,10 @@ describe('createLatencyService()', () => {
     const users = Array.from({ length: 4 }, (_, i) => ({ userId: userId(`u${i}`), endpoint: `10.0.0.${i + 1}`, ...(i === 0 ? { port: 22 } : {}) }));
     for (const u of users) net.setAll(u.endpoint, 30);
     const r = await round(users);
-    assert.equal(net.calls.length, 3 * 4 * 3);
-    assert.equal(r.probesSent, 36);
+    const k = DEFAULT_LATENCY_PARAMS.probesPerPair;
+    assert.equal(k, DEFAULT_RTT_PARAMS.shiftAfter + 1);
+    assert.equal(net.calls.length, 3 * 4 * k);
+    assert.equal(r.probesSent, 3 * 4 * k);
     assert.equal(r.pairs, 12);
     assert.ok(net.maxInFlight <= 2 && net.maxInFlight >= 1, `${net.maxInFlight}`);
     assert.ok(net.calls.every((c) => c.timeoutMs === 700));
@@ -120,7 +122,7 @@ describe('createLatencyService()', () => {
 
   it('smooths each (endpoint, site) RTT and answers with source probe and the time of the last sample', async () => {
     const { net, clock, round } = setup();
-    net.set(EAST, '10.77.0.4', (n) => [50, 52, 48][n]!);
+    net.set(EAST, '10.77.0.4', (n) => [50, 52, 48][n % 3]!);
     net.set(WEST, '10.77.0.4', 20);
     net.set(EU, '10.77.0.4', 140);
     let r = await round([alice()]);
@@ -195,7 +197,7 @@ describe('createLatencyService()', () => {
     const { net, round } = setup({ log });
     const wifi: Record<string, number> = { [EAST]: 30, [WEST]: 90, [EU]: 100 };
     const lte: Record<string, number> = { [EAST]: 95, [WEST]: 150, [EU]: 108 }; // EU moves 8 %: inside the band
-    const noisy = (base: number) => (n: number): number => base + [0, 1, -1][n]!;
+    const noisy = (base: number) => (n: number): number => base + [0, 1, -1][n % 3]!;
     for (const s of SITES) net.set(s.id, '10.77.0.4', noisy(wifi[s.id]!));
     for (let i = 0; i < 20; i++) assert.equal((await round([alice()])).rows[0]!.networkChanged, false);
     for (const s of SITES) net.set(s.id, '10.77.0.4', noisy(lte[s.id]!));
@@ -206,6 +208,21 @@ describe('createLatencyService()', () => {
     assert.ok(lines.some((l) => l.startsWith('user changed network') && l.includes('"user":"alice"')), lines.join('\n'));
     row = (await round([alice()])).rows[0]!;
     assert.equal(row.networkChanged, false, 'the next round on the new network is no change');
+  });
+
+  it('drops a first probe slowed by ARP (twice the RTT): it neither poisons the estimate nor hides a change of network', async () => {
+    const { net, round } = setup();
+    const arpFirst = (rttMs: number) => (n: number): number => (n === 0 ? 2 * rttMs : rttMs + (n % 2));
+    net.setAll('10.77.0.4', arpFirst(94));
+    let r = await round([alice()]);
+    assert.ok(Math.abs(r.rows[0]!.rtt[EAST]!.rttMs - 94.5) < 1, `${r.rows[0]!.rtt[EAST]!.rttMs}`);
+    assert.equal(r.samplesDropped, 3);
+    assert.equal(r.probesFailed, 0);
+    for (let i = 0; i < 3; i++) await round([alice()]);
+    net.setAll('10.77.0.4', arpFirst(40)); // a new network whose first contact waits on ARP too
+    r = await round([alice()]);
+    assert.equal(r.rows[0]!.networkChanged, true);
+    assert.ok(Math.abs(r.rows[0]!.rtt[WEST]!.rttMs - 40.5) < 1, `${r.rows[0]!.rtt[WEST]!.rttMs}`);
   });
 
   it('takes a new endpoint for a user as a change of network, its RTTs counting at once', async () => {
@@ -224,10 +241,10 @@ describe('createLatencyService()', () => {
     const { net, round } = setup();
     net.setAll('10.77.0.4', 50);
     for (let i = 0; i < 10; i++) await round([alice()]);
-    net.setAll('10.77.0.4', (n) => [50, 400, 51][n]!);
+    net.setAll('10.77.0.4', (n) => [50, 400, 51][n % 3]!);
     let row = (await round([alice()])).rows[0]!;
     assert.equal(row.networkChanged, false);
-    net.setAll('10.77.0.4', (n) => [200, 10, 300][n]!);
+    net.setAll('10.77.0.4', (n) => [200, 10, 300, 12][n % 4]!);
     row = (await round([alice()])).rows[0]!;
     assert.equal(row.networkChanged, false);
     assert.ok(Math.abs(row.rtt[EAST]!.rttMs - 50) < 5, `${row.rtt[EAST]!.rttMs}`);

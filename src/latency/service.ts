@@ -4,8 +4,9 @@
 // data, else a stale probe; nothing at all when none exists (the planner then rejects as rtt-unknown).
 //
 // A change of network is picked up within ONE round: estimate.ts restarts an estimate after `shiftAfter`
-// samples in a row on one side of its band, so each pair is probed `probesPerPair` (≥ shiftAfter) times a
-// round, and every sample is fed in. When any site sees the shift, or the user's endpoint changed, the
+// samples in a row on one side of its band, so each pair is probed `probesPerPair` (> shiftAfter) times a
+// round, and every sample is fed in but those far slower than the round's fastest (an ARP wait, a
+// retransmitted SYN, a stalled event loop). When any site sees the shift, or the user's endpoint changed, the
 // row says networkChanged and every site's estimate for that endpoint restarts from this round's samples.
 import net from 'node:net';
 import type { Clock } from '../core/clock.js';
@@ -30,8 +31,17 @@ export interface LatencyGeo {
 
 export interface LatencyServiceParams {
   readonly estimator: RttEstimatorParams;
-  /** Probes per (endpoint, site) per round, back to back; at least estimator.shiftAfter so a shift shows in one round. */
+  /**
+   * Probes per (endpoint, site) per round, back to back; at least estimator.shiftAfter so a shift shows in one
+   * round. The default is one more, so that a change is still seen in a round one of whose samples was dropped.
+   */
   readonly probesPerPair: number;
+  /**
+   * A sample more than this share above the fastest of its pair's round (plus 2 ms) is dropped: a SYN that
+   * waited on ARP (the lab's first contact costs a second round trip), a retransmission or a stalled event
+   * loop measures the prober, not the path. Infinity keeps every sample.
+   */
+  readonly roundOutlierShare: number;
   /** Per probe. Linux retransmits an unanswered SYN after 1 s: a longer probe would time a retransmission. */
   readonly probeTimeoutMs: number;
   /** (endpoint, site) pairs probed at once. */
@@ -44,7 +54,8 @@ export interface LatencyServiceParams {
 
 export const DEFAULT_LATENCY_PARAMS: LatencyServiceParams = Object.freeze({
   estimator: DEFAULT_RTT_PARAMS,
-  probesPerPair: DEFAULT_RTT_PARAMS.shiftAfter,
+  probesPerPair: DEFAULT_RTT_PARAMS.shiftAfter + 1,
+  roundOutlierShare: 0.5,
   probeTimeoutMs: 1000,
   concurrency: 16,
   defaultPort: 9,
@@ -89,6 +100,8 @@ export interface LatencyRound {
   readonly pairs: number;
   readonly probesSent: number;
   readonly probesFailed: number;
+  /** Answers dropped as far slower than their pair's fastest this round (see roundOutlierShare). */
+  readonly samplesDropped: number;
 }
 
 export interface LatencyService {
@@ -119,7 +132,10 @@ interface PairOutcome {
   readonly samples: readonly { readonly rttMs: number; readonly atMs: number }[];
   readonly error: string | null;
   readonly sent: number;
+  readonly dropped: number;
 }
+
+const OUTLIER_SLACK_MS = 2;
 
 function checkParams(p: LatencyServiceParams): LatencyServiceParams {
   const whole = (v: number, field: string, min: number, max: number): void => {
@@ -127,6 +143,7 @@ function checkParams(p: LatencyServiceParams): LatencyServiceParams {
   };
   whole(p.probesPerPair, 'probesPerPair', p.estimator.shiftAfter, 20);
   whole(p.probeTimeoutMs, 'probeTimeoutMs', 1, 60_000);
+  if (!(p.roundOutlierShare >= 0)) throw new InputError('params.roundOutlierShare', p.roundOutlierShare, 'must be a number ≥ 0 (Infinity: keep every sample)');
   whole(p.concurrency, 'concurrency', 1, 4096);
   whole(p.defaultPort, 'defaultPort', 1, 65_535);
   whole(p.forgetAfterRounds, 'forgetAfterRounds', 1, 1_000_000);
@@ -180,7 +197,7 @@ export function createLatencyService(opts: LatencyServiceOptions): LatencyServic
 
   const probePair = async (site: SiteId, host: string, port: number): Promise<PairOutcome> => {
     const prober = proberOf(site);
-    if (prober instanceof Error) return { samples: [], error: `no prober at site ${site}: ${prober.message}`, sent: 0 };
+    if (prober instanceof Error) return { samples: [], error: `no prober at site ${site}: ${prober.message}`, sent: 0, dropped: 0 };
     const samples: { rttMs: number; atMs: number }[] = [];
     let error: string | null = null;
     let sent = 0;
@@ -195,7 +212,9 @@ export function createLatencyService(opts: LatencyServiceOptions): LatencyServic
         break;
       }
     }
-    return { samples, error: samples.length === 0 ? error : null, sent };
+    const floorMs = Math.min(...samples.map((x) => x.rttMs)) * (1 + params.roundOutlierShare) + OUTLIER_SLACK_MS;
+    const kept = samples.filter((x) => x.rttMs <= floorMs);
+    return { samples: kept, dropped: samples.length - kept.length, error: samples.length === 0 ? error : null, sent };
   };
 
   /** Runs `tasks` with at most `limit` at once. */
@@ -252,10 +271,12 @@ export function createLatencyService(opts: LatencyServiceOptions): LatencyServic
       const byEndpoint = new Map<string, Map<SiteId, PairOutcome>>();
       let probesSent = 0;
       let probesFailed = 0;
+      let samplesDropped = 0;
       pairs.forEach((p, i) => {
         const o = outcomes[i]!;
         probesSent += o.sent;
-        probesFailed += o.sent - o.samples.length;
+        probesFailed += o.sent - o.samples.length - o.dropped;
+        samplesDropped += o.dropped;
         const st = endpoints.get(p.ep)!;
         let m = byEndpoint.get(p.ep);
         if (m === undefined) byEndpoint.set(p.ep, m = new Map<SiteId, PairOutcome>());
@@ -341,7 +362,7 @@ export function createLatencyService(opts: LatencyServiceOptions): LatencyServic
       if (probesFailed > 0) log.warn('probes failed', { round, probesSent, probesFailed });
       return {
         seq: round, atMs, durationMs: opts.clock.nowMs() - atMs, rows,
-        endpoints: probeable.length, pairs: pairs.length, probesSent, probesFailed,
+        endpoints: probeable.length, pairs: pairs.length, probesSent, probesFailed, samplesDropped,
       };
     } finally {
       running = false;
