@@ -7,7 +7,7 @@ import { untilOutput } from '../core/child-output.js';
 import { systemClock } from '../core/clock.js';
 import { siteId, userId } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
-import { createLatencyService } from './service.js';
+import { createLatencyService, DEFAULT_LATENCY_PARAMS } from './service.js';
 import { createLocalProber, createNamespaceProber, type NamespaceProber } from './site-prober.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -163,11 +163,11 @@ describe('namespace prober', { skip: isRoot ? false : 'needs root (ip netns)' },
     const first = await svc.probeRound(users); // includes starting the three agents
     const second = await svc.probeRound(users);
     for (const r of [first, second]) {
-      assert.equal(r.probesSent, 18);
+      assert.equal(r.probesSent, 3 * 2 * DEFAULT_LATENCY_PARAMS.probesPerPair);
       assert.equal(r.probesFailed, 0);
       for (const row of r.rows) for (const s of sites) assert.equal(row.rtt[s.id]?.source, 'probe', `${row.userId} @ ${s.id}`);
     }
-    t.diagnostic(`round of 3 sites × 2 users × 3 probes: ${first.durationMs} ms with agent start-up, ${second.durationMs} ms after`);
+    t.diagnostic(`round of 3 sites × 2 users × ${DEFAULT_LATENCY_PARAMS.probesPerPair} probes: ${first.durationMs} ms with agent start-up, ${second.durationMs} ms after`);
     await svc.close();
   });
 });
