@@ -24,6 +24,9 @@
 // | probePort       | --probe-port N       | VMSHADOW_PROBE_PORT        | 443 (TCP port RTT probes connect to) |
 // | probeTimeoutMs  | --probe-timeout-ms N | VMSHADOW_PROBE_TIMEOUT_MS  | 2000                             |
 // | probeIntervalS  | --probe-interval-s N | VMSHADOW_PROBE_INTERVAL_S  | 30                               |
+// | driver          | --driver D           | VMSHADOW_DRIVER            | qemu (qemu: real QEMU over QMP; sim: the simulated driver) |
+// | windowS         | --window-s N         | VMSHADOW_WINDOW_S          | 10 (flow window the fingerprint judges) |
+// | probe           | --probe on|off       | VMSHADOW_PROBE             | on (off: configured RTTs and GeoIP only) |
 // | (admin token)   | —                    | VMSHADOW_ADMIN_TOKEN       | generated at first start         |
 // | (read token)    | —                    | VMSHADOW_READ_TOKEN        | none                             |
 //
@@ -68,6 +71,12 @@ export interface ManagerConfig {
   readonly probePort: number;
   readonly probeTimeoutMs: number;
   readonly probeIntervalS: number;
+  /** 'qemu': real QEMU guests over QMP (on the lab's hosts with --lab-state-dir, else on this machine's); 'sim': simulated. */
+  readonly driver: 'qemu' | 'sim';
+  /** The flow window each fingerprint judges. */
+  readonly windowS: number;
+  /** Active RTT probes from the sites; off: configured RTTs and the GeoIP estimate only. */
+  readonly probe: boolean;
   readonly adminToken: string | null;
   readonly readToken: string | null;
   /** The config file that was read, if any. */
@@ -278,6 +287,9 @@ const SPECS = {
   probePort: { flag: 'probe-port', env: 'VMSHADOW_PROBE_PORT', ...numberIn(1, 65_535, true) },
   probeTimeoutMs: { flag: 'probe-timeout-ms', env: 'VMSHADOW_PROBE_TIMEOUT_MS', ...numberIn(10, 60_000, true) },
   probeIntervalS: { flag: 'probe-interval-s', env: 'VMSHADOW_PROBE_INTERVAL_S', ...numberIn(1, 86_400, false) },
+  driver: { flag: 'driver', env: 'VMSHADOW_DRIVER', ...oneOfSpec(['qemu', 'sim'] as const) },
+  windowS: { flag: 'window-s', env: 'VMSHADOW_WINDOW_S', ...numberIn(1, 3600, false) },
+  probe: { flag: 'probe', env: 'VMSHADOW_PROBE', ...boolSpec() },
 } satisfies Record<string, KeySpec<unknown>>;
 
 export type ConfigKey = keyof typeof SPECS;
@@ -297,6 +309,7 @@ export const MANAGER_USAGE = `Usage: vmshadow manager [--config FILE] [--data-di
   [--round-interval-s N] [--mode auto|approve|dry-run] [--planner greedy|ilp] [--params JSON]
   [--collector HOST:PORT|off] [--inventory FILE] [--lab-state-dir DIR] [--replica NAME] [--lease-ttl-s N]
   [--log-level debug|info|warn|error] [--probe-port N] [--probe-timeout-ms N] [--probe-interval-s N]
+  [--driver qemu|sim] [--window-s N] [--probe on|off]
 Every flag has an environment variable (VMSHADOW_DATA_DIR, VMSHADOW_LISTEN, …) and a config-file key
 (dataDir, listen, …); flags win over the environment, the environment over the file.
 VMSHADOW_ADMIN_TOKEN sets the admin token (else one is generated at first start and printed once).
@@ -486,6 +499,9 @@ export function loadManagerConfig(opts: LoadManagerConfigOptions = {}): ManagerC
     probePort: picked.probePort ?? 443,
     probeTimeoutMs: picked.probeTimeoutMs ?? 2000,
     probeIntervalS: picked.probeIntervalS ?? 30,
+    driver: picked.driver ?? 'qemu',
+    windowS: picked.windowS ?? 10,
+    probe: picked.probe ?? true,
     adminToken,
     readToken,
     configFile,
