@@ -307,18 +307,25 @@ describe('createLatencyService()', () => {
   it('falls back at a site whose prober cannot be opened, and close() closes the probers it opened', async () => {
     const net = new FakeNet();
     net.setAll('10.77.0.4', 40);
+    const opened: SiteId[] = [];
+    let euUp = false;
     const svc = createLatencyService({
       sites: SITES, geo: null, clock: new FakeClock(0), log: silentLogger,
       probeFrom: (s) => {
-        if (s === EU) throw new AppError('LAB_NO_SITE', 'The lab has no site eu-west-1');
+        opened.push(s);
+        if (s === EU && !euUp) throw new AppError('LAB_NO_SITE', 'The lab has no site eu-west-1');
         return net.prober(s);
       },
     });
-    const row = (await svc.probeRound([alice()])).rows[0]!;
+    const row = (await svc.probeRound([alice(), bob()])).rows[0]!;
     assert.deepEqual(Object.keys(row.rtt).sort(), [EAST, WEST].sort());
     assert.match(row.probeErrors[EU] ?? '', /no prober at site eu-west-1: The lab has no site eu-west-1/);
+    euUp = true;
+    const again = (await svc.probeRound([alice()])).rows[0]!;
+    assert.equal(again.rtt[EU]?.rttMs, 40, 'tried again the next round');
+    assert.deepEqual(opened, [EAST, WEST, EU, EU], 'opened once per round at most, and kept once open');
     await svc.close();
-    assert.deepEqual(net.closed, new Set([EAST, WEST]));
+    assert.deepEqual(net.closed, new Set([EAST, WEST, EU]));
     await assert.rejects(svc.probeRound([alice()]), /latency service is closed/);
   });
 

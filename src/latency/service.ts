@@ -161,23 +161,29 @@ export function createLatencyService(opts: LatencyServiceOptions): LatencyServic
   if (new Set(sites.map((s) => s.id)).size !== sites.length) throw new InputError('sites', sites.map((s) => s.id), 'must not name a site twice');
   const endpoints = new Map<string, EndpointState>();
   const users = new Map<UserId, { endpoint: string; lastSeenRound: number }>();
-  const probers = new Map<SiteId, SiteProber | Error>();
+  const probers = new Map<SiteId, SiteProber>();
   let seq = 0;
   let running = false;
   let closed = false;
 
+  // A site whose prober cannot be opened is tried again next round, not on every pair of this one.
+  const proberErrors = new Map<SiteId, { round: number; error: Error }>();
   const proberOf = (site: SiteId): SiteProber | Error => {
-    let p = probers.get(site);
-    if (p === undefined) {
-      try {
-        p = opts.probeFrom(site);
-      } catch (e) {
-        p = e instanceof Error ? e : new Error(String(e));
-        log.warn('cannot open a prober for the site', { site, error: p.message });
-      }
+    const open = probers.get(site);
+    if (open !== undefined) return open;
+    const failed = proberErrors.get(site);
+    if (failed !== undefined && failed.round === seq) return failed.error;
+    try {
+      const p = opts.probeFrom(site);
       probers.set(site, p);
+      proberErrors.delete(site);
+      return p;
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      proberErrors.set(site, { round: seq, error });
+      log.warn('cannot open a prober for the site', { site, error: error.message });
+      return error;
     }
-    return p;
   };
 
   /** One probe, bounded in time even if a prober never answers. */
@@ -374,7 +380,7 @@ export function createLatencyService(opts: LatencyServiceOptions): LatencyServic
     trackedEndpoints: () => endpoints.size,
     async close() {
       closed = true;
-      const open = [...probers.values()].filter((p): p is SiteProber => !(p instanceof Error));
+      const open = [...probers.values()];
       probers.clear();
       await Promise.all(open.map((p) => p.close().catch((e: unknown) => log.warn('closing a prober failed', { error: (e as Error).message }))));
     },
