@@ -20,6 +20,7 @@ import { runDemo } from './demo.js';
 import { formatEvaluation } from '../fingerprint/evaluate.js';
 import { evaluateCaptures, fingerprintCapture, runCollect } from './telemetry.js';
 import { cmdLab } from './lab.js';
+import { isManageCommand, runManage } from './manage.js';
 
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 
@@ -28,7 +29,7 @@ Usage:
   vmshadow scenario generate --sites N --vms M --seed S [--users U] [--duration-s D] [--out FILE]
   vmshadow plan --scenario FILE [--planner greedy|ilp] [--json]
   vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
-  vmshadow bench placement|telemetry|proxy [--quick] [--json]
+  vmshadow bench placement|telemetry|proxy|manager [--quick] [--json] [--out FILE]
   vmshadow fingerprint --pcap FILE --vm IP [--json]       verdict from flow records (softflowd → our collector)
   vmshadow fingerprint --evaluate [--traffic-dir DIR]     accuracy on the labelled captures
   vmshadow collect --listen ADDR:PORT [--inventory FILE] [--window-s N] [--duration-s N] [--json]
@@ -225,8 +226,16 @@ function cmdScenario(argv: string[], io: Io): void {
 
 async function cmdBench(argv: string[], io: Io): Promise<void> {
   const [what, ...rest] = argv;
-  if (what !== 'placement' && what !== 'telemetry' && what !== 'proxy') throw new InputError('bench', what, 'known benchmarks: placement, telemetry, proxy');
-  const v = args(rest, { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } });
+  if (what !== 'placement' && what !== 'telemetry' && what !== 'proxy' && what !== 'manager') throw new InputError('bench', what, 'known benchmarks: placement, telemetry, proxy, manager');
+  const v = args(rest, { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, out: { type: 'string' } });
+  if (what === 'manager') {
+    const { runManagerBench } = await import('../../bench/manager.js');
+    await runManagerBench({
+      quick: v.quick === true, json: v.json === true, out: io.out, outFile: typeof v.out === 'string' ? v.out : null,
+      dataDir: typeof v['data-dir'] === 'string' ? v['data-dir'] : DEFAULT_DATA_DIR,
+    });
+    return;
+  }
   if (what === 'proxy') {
     const { runProxyBench } = await import('../../bench/proxy.js');
     await runProxyBench({ quick: v.quick === true, json: v.json === true, out: io.out });
@@ -291,7 +300,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
-      case 'plan': await cmdPlan(rest, io); break;
+      case 'vm': case 'migration': case 'site': case 'user': case 'link': case 'round': case 'settings':
+        return await runManage(cmd, rest, io);
+      case 'plan': if (isManageCommand(cmd, rest[0])) return await runManage(cmd, rest, io); await cmdPlan(rest, io); break;
       case 'simulate': await cmdSimulate(rest, io); break;
       case 'scenario': cmdScenario(rest, io); break;
       case 'bench': await cmdBench(rest, io); break;
