@@ -49,6 +49,23 @@ describe('local prober', () => {
   });
 });
 
+describe('namespace prober with a stand-in agent (no namespace)', () => {
+  it('kills an agent that misses its own timeout and starts a new one for the next probe', async () => {
+    // Says it is ready, then never answers (and prints a line that is not JSON, which is only logged).
+    const silent = [process.execPath, '-e', "console.log(JSON.stringify({ready:true}));console.log('garbage');process.stdin.resume()"];
+    const p = createNamespaceProber({ ns: 'none', command: silent, graceMs: 100 });
+    try {
+      await assert.rejects(p.probe('127.0.0.1', 9, 50), (e: Error & { code?: string }) => e.code === 'PROBE_AGENT_HUNG' && /no answer within 150 ms; it is restarted/.test(e.message));
+      const pid1 = p.agentPid();
+      await until('the hung agent is gone', () => p.agentPid() === null || p.agentPid() !== pid1, 5000);
+      await assert.rejects(p.probe('127.0.0.1', 9, 50), /PROBE_AGENT_HUNG|no answer/);
+      assert.equal(p.starts(), 2);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
 describe('namespace prober', { skip: isRoot ? false : 'needs root (ip netns)' }, () => {
   // Our own namespace: lo with 10.253.0.1 and .2 (two "users" answering RST), and a veth pair whose far
   // end has no address, so a SYN to 10.253.1.2 waits on ARP for ~3 s (a probe that hangs).

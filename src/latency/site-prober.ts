@@ -201,11 +201,15 @@ export function createNamespaceProber(opts: NamespaceProberOptions): NamespacePr
       const a = running(what);
       await a.ready;
       if (closed) throw new AppError('PROBER_CLOSED', `Cannot ${what}: the prober of namespace ${opts.ns} is closed`);
+      if (agent !== a) throw new AppError('PROBE_AGENT_DIED', `Cannot ${what} from namespace ${opts.ns}: its probe agent exited (${lastExit}) just after it started`, { retryable: true });
       const id = nextId++;
       return new Promise<ProbeResult>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(id);
-          reject(new AppError('PROBE_AGENT_HUNG', `RTT probe to ${host}:${port} from namespace ${opts.ns}: the agent gave no answer within ${timeoutMs + graceMs} ms`, { retryable: true }));
+          reject(new AppError('PROBE_AGENT_HUNG', `RTT probe to ${host}:${port} from namespace ${opts.ns}: the agent (pid ${a.child.pid ?? 'none'}) gave no answer within ${timeoutMs + graceMs} ms; it is restarted`, { retryable: true }));
+          // An agent that misses its own timeout is stuck: the next probe starts a new one.
+          log.warn('probe agent hung; killing it', { pid: a.child.pid });
+          a.child.kill('SIGKILL');
         }, timeoutMs + graceMs);
         pending.set(id, { resolve, reject, timer, what });
         const req = { id, host, port, timeoutMs, ...(opts.localAddress === undefined ? {} : { localAddress: opts.localAddress }) };
