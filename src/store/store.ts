@@ -35,6 +35,8 @@ export interface ListQuery {
   readonly afterId?: string;
   /** Default 1000, at most 100 000. */
   readonly limit?: number;
+  /** 'asc' (default) by id; 'desc' from the greatest id (the newest, for time-ordered ids), afterId then pages down. */
+  readonly order?: 'asc' | 'desc';
 }
 
 export interface LogEntry<T> {
