@@ -566,6 +566,7 @@ export function describeConfig(cfg: ManagerConfig): Record<string, unknown> {
     collector: cfg.collector === null ? 'off' : formatHostPort(cfg.collector), inventoryFile: cfg.inventoryFile,
     labStateDir: cfg.labStateDir, replica: cfg.replica, leaseTtlS: cfg.leaseTtlS, logLevel: cfg.logLevel,
     probePort: cfg.probePort, probeTimeoutMs: cfg.probeTimeoutMs, probeIntervalS: cfg.probeIntervalS,
+    driver: cfg.driver, windowS: cfg.windowS, probe: cfg.probe,
     adminToken: cfg.adminToken === null ? 'generated' : 'from VMSHADOW_ADMIN_TOKEN',
     readToken: cfg.readToken === null ? 'none' : 'from VMSHADOW_READ_TOKEN',
     configFile: cfg.configFile, sources: cfg.sources,
