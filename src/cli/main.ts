@@ -21,6 +21,7 @@ import { formatEvaluation } from '../fingerprint/evaluate.js';
 import { evaluateCaptures, fingerprintCapture, runCollect } from './telemetry.js';
 import { cmdLab } from './lab.js';
 import { isManageCommand, runManage } from './manage.js';
+import { cmdManager } from './manager.js';
 
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 
@@ -35,6 +36,8 @@ Usage:
   vmshadow collect --listen ADDR:PORT [--inventory FILE] [--window-s N] [--duration-s N] [--json]
   vmshadow lab up [--config FILE] [--sites N] [--flow-collector PORT] [--state-dir DIR] [--json]
   vmshadow lab status [--json] | vmshadow lab down       a multi-site cloud of QEMU guests on this machine (root)
+  vmshadow manager [--data-dir DIR] [--listen HOST:PORT] [--store URL] [--lab-state-dir DIR | --inventory FILE] …
+                                                         the control loop, REST API, dashboard and metrics (--help)
 
 Errors in input exit with code 2 and name the field; other failures exit 1.
 `;
@@ -310,6 +313,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'fingerprint': await cmdFingerprint(rest, io); break;
       case 'collect': await cmdCollect(rest, io); break;
       case 'lab': return await cmdLab(rest, io);
+      case 'manager': return await cmdManager(rest, io);
       case undefined: case 'help': case '--help': case '-h':
         io.out(USAGE);
         return cmd === undefined ? 2 : 0;

@@ -6,10 +6,10 @@ import { InputError } from '../core/errors.js';
 import type { HostId, SiteId, UserId, VmId } from '../core/ids.js';
 import { linkIdOf } from '../core/ids.js';
 import { createSnapshot } from '../core/model.js';
-import { arr, obj, onlyKeys, optStr, str, type Obj } from '../core/validate.js';
+import { arr, checkNum, obj, onlyKeys, optStr, str, type Obj } from '../core/validate.js';
 import type { LabState } from '../lab/lab.js';
 import type { Store } from '../store/store.js';
-import type { HostRecord, LinkRecord, SiteRecord, UserRecord, VmRecord } from '../store/records.js';
+import type { HostRecord, LinkRecord, SiteRecord, UserRecord, UserSiteRtt, VmRecord } from '../store/records.js';
 import { createInventory, normaliseIp, type Inventory } from '../telemetry/inventory.js';
 
 export interface ManagerInventory {
@@ -55,13 +55,19 @@ export function parseManagerInventory(raw: unknown): ManagerInventory {
   const users: UserRecord[] = usersRaw.map((u, i) => {
     const p = `users[${i}]`;
     const uo = obj(u, p);
-    onlyKeys(uo, p, ['id', 'name', 'endpoint', 'country']);
+    onlyKeys(uo, p, ['id', 'name', 'endpoint', 'country', 'rttMs']);
     const endpoint = normaliseIp(str(uo, 'endpoint', p));
     if (endpoint === null) throw new InputError(`${p}.endpoint`, uo.endpoint, 'must be an IPv4 or IPv6 address');
     const country = optStr(uo, 'country', p) ?? null;
     if (country !== null && !/^[A-Z]{2}$/.test(country)) throw new InputError(`${p}.country`, country, 'must be an ISO 3166 alpha-2 code such as "DE"');
     const id = str(uo, 'id', p) as UserId;
-    return { id, name: optStr(uo, 'name', p) ?? id, endpoint, country, lat: null, lon: null, network: 'network-1', rtt: {}, vms: [], lastSeenAtMs: 0 };
+    // RTTs the operator knows (a site's own measurement): used where no fresh probe answers.
+    const rtt: Record<string, UserSiteRtt> = {};
+    if (uo.rttMs !== undefined) {
+      const ro = obj(uo.rttMs, `${p}.rttMs`);
+      for (const [site, v] of Object.entries(ro)) rtt[site] = { rttMs: checkNum(v, `${p}.rttMs.${site}`, { min: 0, max: 100_000 }), source: 'config', atMs: 0, stale: false };
+    }
+    return { id, name: optStr(uo, 'name', p) ?? id, endpoint, country, lat: null, lon: null, network: 'network-1', rtt, vms: [], lastSeenAtMs: 0 };
   });
   const stripped = vmsRaw.map((v, i) => {
     const vo = { ...obj(v, `vms[${i}]`) };
@@ -80,6 +86,11 @@ export function parseManagerInventory(raw: unknown): ManagerInventory {
     });
   });
   checkUniqueAddresses(vms);
+  users.forEach((u, i) => {
+    for (const site of Object.keys(u.rtt)) {
+      if (!snap.siteIndex.has(site as SiteId)) throw new InputError(`users[${i}].rttMs.${site}`, site, 'is not a known site');
+    }
+  });
   return {
     sites: snap.sites,
     hosts: snap.hosts.map((h) => ({ id: h.id, siteId: h.siteId, capacity: h.capacity, endpoint: null })),
@@ -182,7 +193,10 @@ export async function importInventory(store: Store, inv: ManagerInventory): Prom
       usersAdded++;
       users.push(u);
     } else {
-      users.push({ ...d.value, name: u.name, endpoint: u.endpoint, country: u.country ?? d.value.country, lat: u.lat ?? d.value.lat, lon: u.lon ?? d.value.lon });
+      users.push({
+        ...d.value, name: u.name, endpoint: u.endpoint, country: u.country ?? d.value.country, lat: u.lat ?? d.value.lat, lon: u.lon ?? d.value.lon,
+        rtt: { ...d.value.rtt, ...u.rtt },
+      });
     }
   }
   if (users.length > 0) await store.putMany('users', users.map((u) => ({ id: u.id, value: u })));

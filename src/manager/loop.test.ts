@@ -2,7 +2,7 @@
 // milliseconds of real time): what a round records, what each mode does, and operator control.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SiteId, UserId, VmId } from '../core/ids.js';
+import type { SiteId, VmId } from '../core/ids.js';
 import { linkIdOf } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
 import { systemClock } from '../core/clock.js';

@@ -229,7 +229,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
   // ---------------------------------------------------------------------------------------------
   // One round
 
-  async function runRound(actor: string): Promise<RoundRecord> {
+  async function runRound(): Promise<RoundRecord> {
     const startedAtMs = clock.nowMs();
     const t0 = performance.now();
     roundSeq ??= await store.count('rounds');
@@ -416,7 +416,8 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
   }
 
   const round = (actor: string): Promise<RoundRecord> => {
-    const run = (current ?? Promise.resolve(null)).catch(() => null).then(() => runRound(actor));
+    const asked = actor === o.replica ? Promise.resolve() : audit('manager', 'round-requested', `${actor} asked for a round now`, actor);
+    const run = Promise.all([current?.catch(() => null), asked]).then(() => runRound());
     current = run;
     void run.finally(() => {
       if (current === run) current = null;
