@@ -1,5 +1,5 @@
 // API tokens: an admin token for every change, an optional read-only one. The store keeps only their SHA-256
-// (collection 'tokens', ids 'admin' and 'read'); a token generated at first start is returned once for the
+// (collection 'tokens', ids 'admin' and 'read', indexed by hash and role as store/repos.ts reads them); a token generated at first start is returned once for the
 // caller to print, and can never be shown again.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError, isAppError } from '../core/errors.js';
@@ -50,7 +50,7 @@ async function ensureOne(
     if (existing?.value.sha256 !== sha) {
       await store.put<TokenRecord>('tokens', role, {
         id: role, role, sha256: sha, label: `${role} (from the environment)`, createdAtMs: nowMs,
-      });
+      }, { group: sha, status: role });
     }
     return undefined;
   }
@@ -58,9 +58,10 @@ async function ensureOne(
   const token = generateToken(role);
   try {
     // expectRev null: another replica starting at the same moment wins, and its token is the one printed.
+    const sha = sha256Hex(token);
     await store.put<TokenRecord>('tokens', role, {
-      id: role, role, sha256: sha256Hex(token), label: `${role} (generated)`, createdAtMs: nowMs,
-    }, { expectRev: null });
+      id: role, role, sha256: sha, label: `${role} (generated)`, createdAtMs: nowMs,
+    }, { expectRev: null, group: sha, status: role });
   } catch (e) {
     if (isAppError(e) && e.code === 'STORE_CONFLICT') return undefined;
     throw e;

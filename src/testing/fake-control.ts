@@ -76,7 +76,7 @@ export function createFakeControl(store: Store, opts: { replica?: string; nowMs?
       roundSeq += 1;
       const t = now();
       const round: RoundRecord = {
-        id: `r-fake-${roundSeq}`, seq: 1_000_000 + roundSeq, startedAtMs: t, finishedAtMs: t, durationMs: 0, mode: 'approve',
+        id: `round-${t.toString(36)}-fake${roundSeq}`, seq: 1_000_000 + roundSeq, startedAtMs: t, finishedAtMs: t, durationMs: 0, mode: 'approve',
         leader: self.replica, vmsObserved: 0, usersProbed: 0, planId: null, moves: 0, rejections: 0, stageMs: {}, error: null,
       };
       await store.put('rounds', round.id, round);

@@ -73,24 +73,32 @@ export async function pageOf<T>(
   }
 }
 
-/** The newest `limit` documents of a collection by `atMs(value)`, among those `keep` accepts (bounded scan). */
+/**
+ * The newest `limit` documents of a collection by `atMs(value)`, among those `keep` accepts. Collections whose
+ * ids sort in time order (the loop's `plan-<time>-…`, `round-<time>-…`) are read newest first and only as far
+ * as needed; others (random job ids) are scanned, at most `maxScan` documents.
+ */
 export async function newestOf<T>(
   deps: ApiDeps, col: Collection,
-  opts: { limit: number; atMs: (v: T) => number; keep?: (v: T) => boolean; status?: string },
+  opts: { limit: number; atMs: (v: T) => number; keep?: (v: T) => boolean; status?: string; idsInTimeOrder?: boolean },
 ): Promise<T[]> {
   const all: T[] = [];
   let after: string | undefined;
   let scanned = 0;
+  const desc = opts.idsInTimeOrder === true;
   while (scanned < deps.maxScan) {
     const chunk = await deps.store.list<T>(col, {
       ...(after !== undefined ? { afterId: after } : {}),
       ...(opts.status !== undefined ? { status: opts.status } : {}),
+      ...(desc ? { order: 'desc' as const } : {}),
       limit: SCAN_CHUNK,
     });
     for (const d of chunk) if (opts.keep === undefined || opts.keep(d.value)) all.push(d.value);
     scanned += chunk.length;
     const last = chunk[chunk.length - 1];
     if (last === undefined || chunk.length < SCAN_CHUNK) break;
+    // One page past the limit: ids made in the same millisecond may sort apart from their times.
+    if (desc && all.length > opts.limit + SCAN_CHUNK) break;
     after = last.id;
   }
   return all.sort((a, b) => opts.atMs(b) - opts.atMs(a)).slice(0, opts.limit);

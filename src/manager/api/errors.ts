@@ -84,10 +84,17 @@ function valueAt(root: unknown, parts: readonly string[]): unknown {
 const fieldName = (context: string, parts: readonly string[]): string =>
   [context, ...parts].map((p, i) => (i > 0 && /^\d+$/.test(p) ? `[${p}]` : `${i > 0 ? '.' : ''}${p}`)).join('');
 
-function problemOf(issue: SchemaIssue, siblings: readonly SchemaIssue[]): string {
+function problemOf(issue: SchemaIssue, siblings: readonly SchemaIssue[], value: unknown): string {
   const p = issue.params ?? {};
   switch (issue.keyword) {
-    case 'type': return `must be ${String(p.type === 'integer' ? 'a whole number' : `of type ${String(p.type)}`)}`;
+    case 'type':
+      if (p.type === 'integer') return 'must be a whole number';
+      if (p.type === 'number' && typeof value === 'number') return 'must be a finite number';
+      if (p.type === 'number') return 'must be a number';
+      if (p.type === 'boolean') return 'must be true or false';
+      if (p.type === 'object') return 'must be a JSON object';
+      if (p.type === 'array') return 'must be an array';
+      return `must be of type ${String(p.type)}`;
     case 'enum': return `must be one of ${(p.allowedValues as unknown[] | undefined ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
     case 'const':
     case 'anyOf': {
@@ -140,7 +147,10 @@ export function describeValidation(
   const parts = pathParts(first.instancePath);
   const field = fieldName(context, parts);
   const siblings = issues.filter((i) => i.instancePath === first.instancePath);
-  return { field, message: `${field}: ${problemOf(first, siblings)} (got ${describeValue(valueAt(root, parts))})` };
+  const value = valueAt(root, parts);
+  const got = typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length === 0
+    ? 'an empty object' : describeValue(value);
+  return { field, message: `${field}: ${problemOf(first, siblings, value)} (got ${got})` };
 }
 
 /** Maps any thrown error to the status and body the API answers. Unknown errors are 500 (and logged). */
@@ -171,6 +181,8 @@ export function toErrorResponse(err: unknown, request: FastifyRequest | null): {
       return { status: 415, body: { error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `request body must be application/json (got ${describeValue(request?.headers['content-type'])})`, field: 'body' } } };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { status: 400, body: { error: { code: 'INPUT_INVALID', message: 'body: is empty although the content type says JSON (send {} or no content type)', field: 'body' } } };
+    case 'FST_ERR_BAD_URL':
+      return { status: 400, body: { error: { code: 'INPUT_INVALID', message: `url: is not a valid URL (a percent-encoding is malformed): ${describeValue(request?.url)}`, field: 'url' } } };
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return { status: 400, body: { error: { code: 'INPUT_INVALID', message: 'body: its length differs from the Content-Length header', field: 'body' } } };
     default:

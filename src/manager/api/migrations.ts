@@ -3,7 +3,7 @@ import { isTerminal, label, type JobRecord } from '../../migration/job.js';
 import { migrationView } from '../views.js';
 import { type Api, type ApiDeps, DEFAULT_LIMIT, actorOf, getOr404, newestOf } from './context.js';
 import { ApiError } from './errors.js';
-import { EmptyBody, IdParams, Items, MigrationListQuery, MigrationView, errorResponses, responses } from './schemas.js';
+import { EmptyBody, IdParams, Items, MigrationListQuery, MigrationView, errorResponses, responses, NoQuery } from './schemas.js';
 
 export function registerMigrations(app: Api, deps: ApiDeps): void {
   app.get('/v1/migrations', {
@@ -25,6 +25,7 @@ export function registerMigrations(app: Api, deps: ApiDeps): void {
 
   app.get('/v1/migrations/:id', {
     schema: {
+      querystring: NoQuery,
       tags: ['migrations'], summary: 'One migration with its progress and history', params: IdParams,
       response: responses({ 200: MigrationView, ...errorResponses(400, 401, 404) }),
     },
@@ -32,6 +33,7 @@ export function registerMigrations(app: Api, deps: ApiDeps): void {
 
   app.post('/v1/migrations/:id/cancel', {
     schema: {
+      querystring: NoQuery,
       tags: ['migrations'], summary: 'Cancel a queued migration or abort a running one (the VM stays at its source)',
       params: IdParams, body: EmptyBody,
       response: responses({ 200: MigrationView, ...errorResponses(400, 401, 403, 404, 409, 413, 503) }),

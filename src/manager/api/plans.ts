@@ -2,7 +2,7 @@
 import type { PlanRecord } from '../../store/records.js';
 import { type Api, type ApiDeps, DEFAULT_LIMIT, actorOf, getOr404, newestOf } from './context.js';
 import { ApiError } from './errors.js';
-import { EmptyBody, IdParams, Items, Plan, PlanListQuery, RejectBody, errorResponses, responses } from './schemas.js';
+import { EmptyBody, IdParams, Items, Plan, PlanListQuery, RejectBody, errorResponses, responses, NoQuery } from './schemas.js';
 
 async function pendingPlan(deps: ApiDeps, id: string, verb: 'approved' | 'rejected'): Promise<PlanRecord> {
   const plan = (await getOr404<PlanRecord>(deps, 'plans', 'plan', id)).value;
@@ -24,13 +24,16 @@ export function registerPlans(app: Api, deps: ApiDeps): void {
     const items = await newestOf<PlanRecord>(deps, 'plans', {
       limit: req.query.limit ?? DEFAULT_LIMIT,
       atMs: (p) => p.atMs,
-      ...(status !== undefined ? { keep: (p: PlanRecord) => p.status === status } : {}),
+      idsInTimeOrder: true,
+      // Plans are indexed by status (store/repos.ts); the value is checked too.
+      ...(status !== undefined ? { status, keep: (p: PlanRecord) => p.status === status } : {}),
     });
     return { items };
   });
 
   app.get('/v1/plans/:id', {
     schema: {
+      querystring: NoQuery,
       tags: ['plans'], summary: 'One plan with its moves, rejections and inputs', params: IdParams,
       response: responses({ 200: Plan, ...errorResponses(400, 401, 404) }),
     },
@@ -38,6 +41,7 @@ export function registerPlans(app: Api, deps: ApiDeps): void {
 
   app.post('/v1/plans/:id/approve', {
     schema: {
+      querystring: NoQuery,
       tags: ['plans'], summary: 'Approve a recommended plan: its moves are submitted', params: IdParams, body: EmptyBody,
       response: responses({ 200: Plan, ...errorResponses(400, 401, 403, 404, 409, 413, 503) }),
     },
@@ -49,6 +53,7 @@ export function registerPlans(app: Api, deps: ApiDeps): void {
 
   app.post('/v1/plans/:id/reject', {
     schema: {
+      querystring: NoQuery,
       tags: ['plans'], summary: 'Reject a recommended plan', params: IdParams, body: RejectBody,
       response: responses({ 200: Plan, ...errorResponses(400, 401, 403, 404, 409, 413, 503) }),
     },

@@ -10,6 +10,9 @@ const Id = Type.String({ minLength: 1, maxLength: 200, description: 'An id as th
 // ------------------------------------------------------------------------------------------------------------
 // Requests
 
+/** For routes that take no query parameters: any given is refused, so a typo is not silently ignored. */
+export const NoQuery = Type.Object({}, { additionalProperties: false });
+
 export const IdParams = Type.Object({ id: Id }, { additionalProperties: false });
 
 export const Limit = Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'At most this many items (1..1000, default 100)' });

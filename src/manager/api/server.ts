@@ -4,7 +4,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../../core/logger.js';
 import type { Settings } from '../../store/records.js';
 import type { Store } from '../../store/store.js';
@@ -25,6 +25,7 @@ import { registerRounds } from './rounds.js';
 import { registerSettings } from './settings.js';
 import { registerSites } from './sites.js';
 import { registerUsers } from './users.js';
+import { strictValidatorCompiler } from './validation.js';
 import { registerVms } from './vms.js';
 
 export interface ApiOptions {
@@ -91,8 +92,13 @@ export async function buildApi(opts: ApiOptions): Promise<Api> {
     exposeHeadRoutes: true,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // A URL the router cannot decode gets the same error shape as everything else.
+    frameworkErrors: (err, req, reply) => {
+      const { status, body } = toErrorResponse(err, req);
+      void sendError(reply, status, body);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.setValidatorCompiler(strictValidatorCompiler);
   // Response schemas are documentation: JSON.stringify keeps every field a record has.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
@@ -109,8 +115,8 @@ export async function buildApi(opts: ApiOptions): Promise<Api> {
   const tokens = opts.tokens ?? createTokenVerifier(opts.store);
   const openReads = opts.openReads === true;
 
-  // JSON bodies: an empty body counts as none; anything else must parse.
-  app.removeContentTypeParser('application/json');
+  // JSON bodies only (anything else is 415): an empty body counts as none; anything else must parse.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') {

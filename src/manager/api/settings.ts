@@ -8,7 +8,7 @@ import { ApiError } from './errors.js';
 
 /** The id the loop keeps its settings under (loop.ts, store/repos.ts). */
 const SETTINGS_DOC_ID = 'manager';
-import { Settings as SettingsSchema, SettingsPatchBody, errorResponses, responses } from './schemas.js';
+import { Settings as SettingsSchema, SettingsPatchBody, errorResponses, responses, NoQuery } from './schemas.js';
 
 /** The stored settings over the manager's defaults, as the loop reads them; null if neither exists. */
 async function currentSettings(deps: ApiDeps): Promise<Settings | null> {
@@ -22,6 +22,7 @@ async function currentSettings(deps: ApiDeps): Promise<Settings | null> {
 export function registerSettings(app: Api, deps: ApiDeps): void {
   app.get('/v1/settings', {
     schema: {
+      querystring: NoQuery,
       tags: ['settings'], summary: 'The current settings',
       response: responses({ 200: SettingsSchema, ...errorResponses(401, 404) }),
     },
@@ -33,6 +34,7 @@ export function registerSettings(app: Api, deps: ApiDeps): void {
 
   app.patch('/v1/settings', {
     schema: {
+      querystring: NoQuery,
       tags: ['settings'],
       summary: 'Change settings; params are merged into the current ones and checked together',
       body: SettingsPatchBody,

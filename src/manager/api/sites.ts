@@ -1,7 +1,7 @@
 // Sites, hosts and WAN links: the cloud's inventory, read from the store.
 import type { HostRecord, LinkRecord, SiteRecord } from '../../store/records.js';
 import { type Api, type ApiDeps, DEFAULT_LIMIT, getOr404, pageOf } from './context.js';
-import { Host, IdParams, Link, Page, PageQuery, Site, errorResponses, responses } from './schemas.js';
+import { Host, IdParams, Link, Page, PageQuery, Site, errorResponses, responses, NoQuery } from './schemas.js';
 
 export function registerSites(app: Api, deps: ApiDeps): void {
   app.get('/v1/sites', {
@@ -13,6 +13,7 @@ export function registerSites(app: Api, deps: ApiDeps): void {
 
   app.get('/v1/sites/:id', {
     schema: {
+      querystring: NoQuery,
       tags: ['inventory'], summary: 'One site', params: IdParams,
       response: responses({ 200: Site, ...errorResponses(400, 401, 404) }),
     },

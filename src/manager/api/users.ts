@@ -1,7 +1,7 @@
 // Users: where people sit and their round-trip times to each site.
 import type { RttPoint, UserRecord } from '../../store/records.js';
 import { type Api, type ApiDeps, DEFAULT_LIMIT, getOr404, pageOf } from './context.js';
-import { IdParams, LogEntry, Page, PageQuery, RttPoint as RttPointSchema, User, errorResponses, responses } from './schemas.js';
+import { IdParams, LogEntry, Page, PageQuery, RttPoint as RttPointSchema, User, errorResponses, responses, NoQuery } from './schemas.js';
 import { Type } from 'typebox';
 
 /** RTT observations returned with one user, newest first. */
@@ -17,6 +17,7 @@ export function registerUsers(app: Api, deps: ApiDeps): void {
 
   app.get('/v1/users/:id', {
     schema: {
+      querystring: NoQuery,
       tags: ['users'], summary: `One user with its newest ${USER_RTT_HISTORY} RTT observations`, params: IdParams,
       response: responses({
         200: Type.Object({ user: User, rtts: Type.Array(LogEntry(RttPointSchema)) }),

@@ -4,7 +4,7 @@ import { vmId } from '../../core/ids.js';
 import type { FingerprintPoint, VmRecord } from '../../store/records.js';
 import { type Api, type ApiDeps, DEFAULT_LIMIT, actorOf, getOr404, pageOf } from './context.js';
 import {
-  FingerprintPoint as FingerprintSchema, IdParams, LogEntry, Page, Vm, VmGetQuery, VmListQuery, VmPatchBody, errorResponses, responses,
+  FingerprintPoint as FingerprintSchema, IdParams, LogEntry, Page, Vm, VmGetQuery, VmListQuery, VmPatchBody, errorResponses, responses, NoQuery,
 } from './schemas.js';
 
 export function registerVms(app: Api, deps: ApiDeps): void {
@@ -40,6 +40,7 @@ export function registerVms(app: Api, deps: ApiDeps): void {
 
   app.patch('/v1/vms/:id', {
     schema: {
+      querystring: NoQuery,
       tags: ['vms'], summary: 'Pin a VM (never moved) or exclude it (neither moved nor evicted)',
       params: IdParams, body: VmPatchBody,
       response: responses({ 200: Vm, ...errorResponses(400, 401, 403, 404, 409, 413, 503) }),
