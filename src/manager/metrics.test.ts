@@ -73,13 +73,17 @@ describe('createMetrics()', () => {
     assert.equal(sample(text, 'vmshadow_migration_duration_seconds_count'), 1);
   });
 
-  it('observes round and planning durations from a finished round', async () => {
+  it('observes round durations by result, and planning time once per plan', async () => {
     const m = createMetrics();
     m.roundFinished(round('r-1', 1, T0));
     m.roundFinished({ ...round('r-2', 2, T0), error: 'telemetry failed' });
+    m.planComputed(0.4);
+    m.planComputed(0.4);
+    m.planComputed(Number.NaN);
     const text = await m.render();
     assert.equal(sample(text, 'vmshadow_round_duration_seconds_count'), 2);
     assert.equal(sample(text, 'vmshadow_round_duration_seconds_sum'), 3);
+    assert.equal(sample(text, 'vmshadow_plan_duration_seconds_count'), 2, 'a round does not count its planning a second time');
     assert.equal(sample(text, 'vmshadow_plan_duration_seconds_sum'), 0.8);
     assert.equal(sample(text, 'vmshadow_plan_duration_seconds_bucket{le="0.5"}'), 2);
     assert.equal(sample(text, 'vmshadow_rounds_total{result="error"}'), 1);

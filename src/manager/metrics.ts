@@ -17,8 +17,9 @@ export interface Metrics {
   removeUser(id: string): void;
   /** Counts an ended job once (by id), however often it is reported; a job still running is ignored. */
   migrationEnded(job: JobRecord): void;
+  /** A round's duration and result (the planner's own time comes through planComputed). */
   roundFinished(round: RoundRecord): void;
-  /** Seconds the planner took (when measured apart from a round). */
+  /** Seconds the planner took to compute one plan. */
   planComputed(seconds: number): void;
   /** The collector's cumulative counters; the metrics advance by the difference since the last call. */
   setCollector(stats: Pick<CollectorStats, 'datagrams' | 'lostRecords' | 'lostDatagrams' | 'decodeErrors' | 'records'>): void;
@@ -142,8 +143,6 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     roundFinished(round) {
       rounds.inc({ result: round.error === null ? 'ok' : 'error' });
       if (round.durationMs !== null && fin(round.durationMs)) roundDuration.observe(round.durationMs / 1000);
-      const placementMs = round.stageMs.placement;
-      if (placementMs !== undefined && fin(placementMs)) planDuration.observe(placementMs / 1000);
     },
     planComputed(seconds) {
       if (fin(seconds)) planDuration.observe(seconds);

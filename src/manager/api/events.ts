@@ -54,6 +54,11 @@ export function registerEvents(app: Api, deps: ApiDeps): SseStreams {
     const types = parseEventTypes(req.query.types);
     reply.hijack();
     const res = reply.raw;
+    let closed = false;
+    // Subscribed before the answer goes out: whatever a client reads after it sees the stream open is covered.
+    const unsubscribe = deps.events.subscribe((e) => {
+      if (types === null || types.has(e.type)) write(sseFrame(e));
+    });
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -65,8 +70,7 @@ export function registerEvents(app: Api, deps: ApiDeps): SseStreams {
     deps.metrics.sseClients(open.size);
     deps.metrics.apiRequest('/v1/events', 200);
 
-    let closed = false;
-    const write = (chunk: string): void => {
+    function write(chunk: string): void {
       if (closed) return;
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         req.log.warn({ bufferedBytes: res.writableLength }, 'event stream client too slow: dropped');
@@ -74,10 +78,7 @@ export function registerEvents(app: Api, deps: ApiDeps): SseStreams {
         return;
       }
       res.write(chunk);
-    };
-    const unsubscribe = deps.events.subscribe((e) => {
-      if (types === null || types.has(e.type)) write(sseFrame(e));
-    });
+    }
     const heartbeat = setInterval(() => write(`: heartbeat ${Date.now()}\n\n`), deps.sseHeartbeatMs);
     heartbeat.unref();
     const cleanup = (): void => {
@@ -88,9 +89,10 @@ export function registerEvents(app: Api, deps: ApiDeps): SseStreams {
       open.delete(res);
       deps.metrics.sseClients(open.size);
     };
-    req.raw.on('close', cleanup);
+    // The response closes when the client goes away (or the stream is ended): that is the one signal needed.
     res.on('close', cleanup);
     res.on('error', cleanup);
+    if (res.destroyed) cleanup();
   });
 
   return {
