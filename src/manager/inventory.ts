@@ -76,7 +76,18 @@ export function parseManagerInventory(raw: unknown): ManagerInventory {
     delete vo.users;
     return { sensitivity: 0, activity: 'background', ...vo };
   });
-  const snap = createSnapshot({ sites: o.sites, hosts: o.hosts, links: o.links, vms: stripped, users: [] });
+  // A host's `endpoint` (the directory its hypervisor keeps VMs in, or an address) is ours, not the snapshot's.
+  const hostsRaw = o.hosts === undefined ? [] : arr(o.hosts, 'hosts');
+  const endpoints = hostsRaw.map((h, i) => {
+    const ho = obj(h, `hosts[${i}]`);
+    return optStr(ho, 'endpoint', `hosts[${i}]`) ?? null;
+  });
+  const hostsStripped = hostsRaw.map((h) => {
+    const ho = { ...(h as Obj) };
+    delete ho.endpoint;
+    return ho;
+  });
+  const snap = createSnapshot({ sites: o.sites, hosts: hostsStripped, links: o.links, vms: stripped, users: [] });
   const vms = snap.vms.map((v, i) => {
     const vo = obj(vmsRaw[i], `vms[${i}]`);
     return newVmRecord({
@@ -93,7 +104,7 @@ export function parseManagerInventory(raw: unknown): ManagerInventory {
   });
   return {
     sites: snap.sites,
-    hosts: snap.hosts.map((h) => ({ id: h.id, siteId: h.siteId, capacity: h.capacity, endpoint: null })),
+    hosts: snap.hosts.map((h, i) => ({ id: h.id, siteId: h.siteId, capacity: h.capacity, endpoint: endpoints[i] ?? null })),
     links: snap.links,
     vms,
     users,
