@@ -18,7 +18,7 @@ import { DEFAULT_PLAN_PARAMS } from '../placement/params.js';
 import { ApiClient, createSseParser, resolveApiTarget, type SseMessage } from './api-client.js';
 import { parseSettingsAssignments, watchLine, watchMigrations } from './manage.js';
 
-const bin = fileURLToPath(new URL('./main.js', import.meta.url));
+const binPath = fileURLToPath(new URL('./main.js', import.meta.url));
 const home = mkdtempSync(join(tmpdir(), 'vmshadow-manage-'));
 const ADMIN = 'admin-token-1';
 const READ = 'read-token-1';
@@ -159,6 +159,8 @@ function route(req: IncomingMessage, res: ServerResponse, body: string): void {
     const v = vms.find((x) => x.id === decodeURIComponent(m2![1]!));
     if (v === undefined) return apiError(res, 404, 'NOT_FOUND', `vm "${m2[1]}" does not exist`);
     answer = { vm: v, fingerprints: [{ seq: 3, key: v.id, atMs: 1_700_000_000_000, value: { score: 0.91, sensitive: true, activity: 'remote-desktop', reasons: [], users: [], bytes: 5_000_000 } }] };
+  } else if (m === 'PATCH' && (m2 = /^\/v1\/vms\/([^/]+)$/.exec(p)) !== null) {
+    answer = { ...vms[0]!, ...(JSON.parse(body) as object) };
   } else if (m === 'GET' && p === '/v1/plans') answer = { items: [plan('p-1', 'recommended'), plan('p-0', 'superseded')] };
   else if (m === 'GET' && p === '/v1/plans/p-1') answer = plan('p-1', 'recommended');
   else if (m === 'POST' && p === '/v1/plans/p-1/approve') answer = plan('p-1', 'approved');
@@ -190,9 +192,12 @@ function route(req: IncomingMessage, res: ServerResponse, body: string): void {
 let server: Server;
 let api = '';
 
-function cli(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+type Run = { code: number | null; out: string; err: string };
+
+/** The built binary, as an operator runs it (each run loads the whole CLI: ~1 CPU-second, so used sparingly). */
+function bin(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
+    const child = spawn(process.execPath, [binPath, ...args], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, VMSHADOW_API: api, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -200,13 +205,34 @@ function cli(args: readonly string[], env: Record<string, string> = {}): Promise
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, out, err });
     });
   });
+}
+
+const CLI_ENV = ['VMSHADOW_API', 'VMSHADOW_TOKEN', 'VMSHADOW_CLI_CONFIG', 'XDG_CONFIG_HOME', 'HOME'];
+
+/** The CLI's main() in this process, with the binary's exit codes and output, and its environment set for the run. */
+async function cli(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+  const { main } = await import('./main.js');
+  const saved = CLI_ENV.map((k) => [k, process.env[k]] as const);
+  for (const k of CLI_ENV) delete process.env[k];
+  Object.assign(process.env, { HOME: home, VMSHADOW_API: api, ...env });
+  let out = '';
+  let err = '';
+  try {
+    const code = await main([...args], { out: (s) => (out += s), err: { write: (s: string) => (err += s, true) } as unknown as NodeJS.WriteStream });
+    return { code, out, err };
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }
 
 const admin = ['--token', ADMIN];
@@ -255,7 +281,7 @@ function script(res: ServerResponse, steps: (() => void)[], gapMs = 40): void {
 
 describe('vmshadow vm|plan|site|user|link|round|settings over the API', () => {
   it('vm list prints a table of the VMs with their site, sensitivity and flags', async () => {
-    const r = await cli(['vm', 'list', ...admin]);
+    const r = await bin(['vm', 'list', ...admin]);
     assert.equal(r.code, 0, r.err);
     const lines = r.out.trim().split('\n');
     assert.match(lines[0]!, /^id\s+name\s+site\s+host\s+vcpu\s+memory MiB\s+sensitivity\s+activity/);
@@ -283,6 +309,15 @@ describe('vmshadow vm|plan|site|user|link|round|settings over the API', () => {
     const nf = await cli(['vm', 'show', 'vm-404', ...admin]);
     assert.equal(nf.code, 1);
     assert.match(nf.err, /^vmshadow: GET \/v1\/vms\/vm-404 \(http:\/\/127\.0\.0\.1:\d+\) failed with 404: vm "vm-404" does not exist \[NOT_FOUND\]\n$/);
+  });
+
+  it('vm pin and vm include send a PATCH of the one flag', async () => {
+    const r = await cli(['vm', 'pin', 'vm-1', ...admin]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual([seen[0]!.method, seen[0]!.url, JSON.parse(seen[0]!.body)], ['PATCH', '/v1/vms/vm-1', { pinned: true }]);
+    assert.equal(r.out, 'vm vm-1: pinned yes, excluded no\n');
+    await cli(['vm', 'include', 'vm-1', ...admin]);
+    assert.deepEqual(JSON.parse(seen[1]!.body), { excluded: false });
   });
 
   it('plan approve sends POST /v1/plans/ID/approve with the bearer token and prints the plan now approved', async () => {
@@ -364,7 +399,7 @@ describe('vmshadow vm|plan|site|user|link|round|settings over the API', () => {
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
     const port = (dead.address() as AddressInfo).port;
     await new Promise<void>((r) => dead.close(() => r()));
-    const r = await cli(['vm', 'list', '--api', `http://127.0.0.1:${port}`, ...admin]);
+    const r = await bin(['vm', 'list', '--api', `http://127.0.0.1:${port}`, ...admin]);
     assert.equal(r.code, 1);
     assert.equal(r.err, `vmshadow: cannot reach the manager at http://127.0.0.1:${port}: connection refused [API_UNREACHABLE]\n`);
   });
@@ -420,7 +455,7 @@ describe('vmshadow migration list|show|cancel|watch', () => {
         sseEvent(res, 'migration', { type: 'migration', migration: completed() });
       },
     ]);
-    const r = await cli(['migration', 'watch', 'm-1', ...admin]);
+    const r = await bin(['migration', 'watch', 'm-1', ...admin]);
     assert.equal(r.code, 0, r.err);
     const lines = r.out.trim().split('\n');
     assert.match(lines[0]!, /^vm-1\s+eu-west-1→us-east-1\s+\[##\.+\]\s+10%\s+410\/4,096 MiB\s+200 Mbit\/s\s+ETA 2m30s\s+running:precopy$/);
@@ -434,7 +469,7 @@ describe('vmshadow migration list|show|cancel|watch', () => {
     migrations = [migration()];
     const aborted = migration({ state: 'aborted', phase: null, ended: true, updatedAtMs: 5000, finishedAtMs: 5000, reason: 'the link to us-east-1 looks cut' });
     sseScript = (res) => script(res, [() => sseEvent(res, 'migration', { type: 'migration', migration: aborted })]);
-    const r = await cli(['migration', 'watch', 'm-1', ...admin]);
+    const r = await bin(['migration', 'watch', 'm-1', ...admin]);
     assert.equal(r.code, 1, r.err);
     assert.match(r.out.trim().split('\n').at(-1)!, /^vm-1\s+eu-west-1→us-east-1\s+aborted: the link to us-east-1 looks cut \(after 4s/);
   });
@@ -463,7 +498,7 @@ describe('vmshadow migration list|show|cancel|watch', () => {
         }]);
       }
     };
-    const r = await cli(['migration', 'watch', 'm-1', ...admin]);
+    const r = await bin(['migration', 'watch', 'm-1', ...admin]);
     assert.equal(r.code, 0, r.err);
     assert.equal(sseConnections, 2);
     assert.match(r.out, /completed in 3m12s/);
@@ -574,5 +609,48 @@ describe('watchLine() and parseSettingsAssignments()', () => {
       { planner: 'ilp', params: { postCopy: 'reject', maxMovesPerRound: 3 } });
     assert.throws(() => parseSettingsAssignments(['params=5']), /is not a setting/);
     assert.throws(() => parseSettingsAssignments(['mode']), /must be KEY=VALUE/);
+  });
+});
+
+describe('against the real API (testing/api-harness: the routes over a seeded in-memory store)', () => {
+  it('lists, shows, errors and watch read what the API answers', async () => {
+    const { startTestApi } = await import('../testing/api-harness.js');
+    const t = await startTestApi({ sseHeartbeatMs: 100 });
+    try {
+      await t.app.listen({ host: '127.0.0.1', port: 0 });
+      const url = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+      const tok = ['--api', url, '--token', t.adminToken];
+      const vmsOut = await cli(['vm', 'list', '--json', ...tok]);
+      assert.equal(vmsOut.code, 0, vmsOut.err);
+      const ids = (JSON.parse(vmsOut.out) as { items: VmRecord[] }).items.map((v) => v.id);
+      assert.ok(ids.includes(t.seeded.vms.sensitive as VmRecord['id']));
+      const planOut = await cli(['plan', 'show', t.seeded.plans.recommended, ...tok]);
+      assert.equal(planOut.code, 0, planOut.err);
+      assert.match(planOut.out, new RegExp(`^plan ${t.seeded.plans.recommended} .*: recommended, 1 move`));
+      const migOut = await cli(['migration', 'list', ...tok]);
+      assert.match(migOut.out, new RegExp(`${t.seeded.jobs.running}\\s+\\S+\\s+\\S+→\\S+\\s+running:`));
+      const nf = await cli(['migration', 'show', 'job-nope', ...tok]);
+      assert.equal(nf.code, 1);
+      assert.match(nf.err, /404: .*job-nope.* \[NOT_FOUND\]/);
+
+      // watch: the stream carries what the API publishes; the migration ends completed.
+      const running = (await t.store.get<import('../migration/job.js').JobRecord>('jobs', t.seeded.jobs.running))!.value;
+      const done = (await t.store.get<import('../migration/job.js').JobRecord>('jobs', t.seeded.jobs.completed))!.value;
+      const watching = cli(['migration', 'watch', running.id, ...tok]);
+      for (let i = 0; i < 100 && t.bus.listeners === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(t.bus.listeners > 0, 'the CLI subscribed');
+      await new Promise((r) => setTimeout(r, 300));
+      t.bus.publish({ type: 'progress', jobId: running.id, vm: running.vm, progress: { ...running.progress!, atMs: running.updatedAtMs + 1000, remainingBytes: 0.2 * running.progress!.totalBytes } });
+      await new Promise((r) => setTimeout(r, 300));
+      const finished = { ...done, id: running.id, updatedAtMs: running.updatedAtMs + 10_000 };
+      await t.store.put('jobs', running.id, finished, { status: 'ended' });
+      t.bus.publish({ type: 'migration', job: finished });
+      const w = await watching;
+      assert.equal(w.code, 0, w.err);
+      assert.match(w.out, /\s80%\s/);
+      assert.match(w.out, /100%\s+completed in/);
+    } finally {
+      await t.close();
+    }
   });
 });
