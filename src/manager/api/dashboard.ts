@@ -38,17 +38,22 @@ export async function resolveStatic(root: string, urlPath: string): Promise<{ fi
   if (rel.includes('\0') || rel.includes('\\') || parts.some((p) => p === '..' || p === '.' || p.startsWith('.'))) throw noFile(urlPath);
   const type = CONTENT_TYPES[extname(rel).toLowerCase()];
   if (type === undefined) throw noFile(urlPath);
-  const base = await realpath(resolve(root));
-  let file: string;
+  let base: string;
   try {
-    file = await realpath(join(base, ...parts));
+    base = await realpath(resolve(root));
+  } catch {
+    throw new ApiError('NOT_FOUND', `the dashboard is not built: its folder ${root} does not exist (the API is under /v1, its document at /docs)`);
+  }
+  try {
+    // Real paths: a symbolic link inside the folder pointing out of it is refused like '..'.
+    const file = await realpath(join(base, ...parts));
+    if (!file.startsWith(base + sep)) throw noFile(urlPath);
+    const st = await stat(file);
+    if (!st.isFile() || st.size > MAX_FILE_BYTES) throw noFile(urlPath);
+    return { file, type };
   } catch {
     throw noFile(urlPath);
   }
-  if (!file.startsWith(base + sep)) throw noFile(urlPath);
-  const st = await stat(file);
-  if (!st.isFile() || st.size > MAX_FILE_BYTES) throw noFile(urlPath);
-  return { file, type };
 }
 
 export function registerDashboard(app: Api, dir: string | null): void {
@@ -62,7 +67,10 @@ export function registerDashboard(app: Api, dir: string | null): void {
   const serve = async (path: string, reply: import('fastify').FastifyReply): Promise<unknown> => {
     if (path === '/v1' || path.startsWith('/v1/') || path.startsWith('/docs')) throw noFile(path);
     const { file, type } = await resolveStatic(dir, path);
-    const body = await readFile(file);
+    // The folder is rebuilt by swapping it whole: a file gone between stat and read is simply not there.
+    const body = await readFile(file).catch(() => {
+      throw noFile(path);
+    });
     return reply.type(type).header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache').send(body);
   };
   app.get('/', { schema: { hide: true } }, (req, reply) => serve('/', reply));

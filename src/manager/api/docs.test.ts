@@ -206,6 +206,17 @@ describe('the dashboard\'s files', () => {
     assert.match(String(r.headers['content-type']), /^application\/json/);
   });
 
+  it('answers 404 saying the dashboard is not built when its folder does not exist', async () => {
+    const s = await startTestApi({ dashboardDir: join(dir, 'not-built') });
+    try {
+      const r = await s.app.inject({ method: 'GET', url: '/' });
+      assert.equal(r.statusCode, 404);
+      assert.match(r.body, /the dashboard is not built/);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('without a dashboard folder, / answers a short JSON index of where things are', async () => {
     const s = await startTestApi();
     try {
