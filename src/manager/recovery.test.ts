@@ -75,7 +75,7 @@ describe('vmshadow manager killed -9 mid-migration', { timeout: 900_000 }, () =>
       const c = spawn(process.execPath, args(mode), { env: { ...process.env, VMSHADOW_ADMIN_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(c);
       let errText = '';
-      c.stderr!.on('data', (d: Buffer) => {
+      c.stderr.on('data', (d: Buffer) => {
         errText = (errText + d.toString()).slice(-4000);
       });
       for (let i = 0; i < 300; i++) {
