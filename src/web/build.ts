@@ -21,6 +21,12 @@ export function dashboardDir(): string {
   return fileURLToPath(new URL('../../web', import.meta.url));
 }
 
+/** dashboardDir() if it has been built (holds index.html), else null: the API then serves no dashboard. */
+export function builtDashboardDir(): string | null {
+  const dir = dashboardDir();
+  return existsSync(join(dir, 'index.html')) ? dir : null;
+}
+
 export interface BuildOptions {
   /** Where to write; default dashboardDir(). Replaced whole. */
   readonly outDir?: string;
