@@ -32,7 +32,12 @@ after(async () => {
   await server?.stop();
 });
 
+/** A fresh schema (cheap); freshDatabase() where a test wants a database of its own. */
 const freshUrl = (): Promise<string> => {
+  if (server === null) throw new Error('the test PostgreSQL server did not start');
+  return server.createSchema();
+};
+const freshDatabase = (): Promise<string> => {
   if (server === null) throw new Error('the test PostgreSQL server did not start');
   return server.createDatabase();
 };
@@ -118,7 +123,7 @@ describe('PostgreSQL store', () => {
   });
 
   it('several replicas opening a new database at once migrate it exactly once', async () => {
-    const url = await freshUrl();
+    const url = await freshDatabase();
     const stores = await Promise.all([openPg(url), openPg(url), openPg(url)]);
     for (const s of stores) assert.equal(s.schemaVersion, SCHEMA_VERSION);
     const rows = await sql<{ version: number }>(url, 'SELECT version FROM schema_migrations ORDER BY version');

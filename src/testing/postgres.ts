@@ -18,6 +18,11 @@ export interface TestPostgres {
   readonly url: string;
   /** Another fresh, empty database; its URL. */
   createDatabase(): Promise<string>;
+  /**
+   * A fresh, empty schema in `url`'s database, as a URL whose connections put it first on the search_path:
+   * as good as a new database for a store, and ten times cheaper to make.
+   */
+  createSchema(): Promise<string>;
   /** Stops the server (or drops the databases made on a given one) and removes what it created. */
   stop(): Promise<void>;
 }
@@ -43,6 +48,16 @@ function withDatabase(url: string, db: string): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
   return u.toString();
+}
+
+function schemaMaker(url: string): () => Promise<string> {
+  return async () => {
+    const name = newDbName();
+    await adminQuery(url, `CREATE SCHEMA ${name}`);
+    const u = new URL(url);
+    u.searchParams.set('options', `-c search_path=${name}`);
+    return u.toString();
+  };
 }
 
 async function adminQuery(url: string, sql: string): Promise<void> {
@@ -73,6 +88,7 @@ async function useGivenServer(adminUrl: string): Promise<TestPostgres> {
   return {
     url,
     createDatabase,
+    createSchema: schemaMaker(url),
     async stop() {
       for (const name of made.splice(0)) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
@@ -204,7 +220,8 @@ async function startPrivateServer(timeoutMs: number): Promise<TestPostgres> {
           await adminQuery(admin, `CREATE DATABASE ${name}`);
           return withDatabase(admin, name);
         };
-        return { url: await createDatabase(), createDatabase, stop: stopServer };
+        const url = await createDatabase();
+        return { url, createDatabase, createSchema: schemaMaker(url), stop: stopServer };
       }
     }
     throw new AppError('TEST_PG_START', `Cannot start a test PostgreSQL server in ${dir} after 3 attempts: ${lastError}`);
