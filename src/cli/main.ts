@@ -21,7 +21,6 @@ import { formatEvaluation } from '../fingerprint/evaluate.js';
 import { evaluateCaptures, fingerprintCapture, runCollect } from './telemetry.js';
 import { cmdLab } from './lab.js';
 import { isManageCommand, runManage } from './manage.js';
-import { cmdManager } from './manager.js';
 
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 
@@ -38,6 +37,7 @@ Usage:
   vmshadow lab status [--json] | vmshadow lab down       a multi-site cloud of QEMU guests on this machine (root)
   vmshadow manager [--data-dir DIR] [--listen HOST:PORT] [--store URL] [--lab-state-dir DIR | --inventory FILE] …
                                                          the control loop, REST API, dashboard and metrics (--help)
+  vmshadow vm|plan|migration|site|user|link|round|settings …   operate a running manager over its API (e.g. vmshadow vm --help)
 
 Errors in input exit with code 2 and name the field; other failures exit 1.
 `;
@@ -313,7 +313,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'fingerprint': await cmdFingerprint(rest, io); break;
       case 'collect': await cmdCollect(rest, io); break;
       case 'lab': return await cmdLab(rest, io);
-      case 'manager': return await cmdManager(rest, io);
+      // Loaded on demand: the manager pulls in Fastify and the rest, which other commands need not pay for.
+      case 'manager': return await (await import('./manager.js')).cmdManager(rest, io);
       case undefined: case 'help': case '--help': case '-h':
         io.out(USAGE);
         return cmd === undefined ? 2 : 0;

@@ -1,7 +1,7 @@
 // `vmshadow manager`: reads the configuration (flags > environment > file), starts the manager and runs
 // until SIGINT/SIGTERM (a clean stop hands the leadership over at once) or until it loses the leadership.
 import { hostname } from 'node:os';
-import { dashboardDir } from '../web/build.js';
+import { builtDashboardDir } from '../web/build.js';
 import { DEFAULT_CONFIG_FILE, loadManagerConfig, MANAGER_USAGE } from '../manager/config.js';
 import { startManager } from '../manager/main.js';
 
@@ -11,7 +11,7 @@ export async function cmdManager(argv: string[], io: { out: (s: string) => void;
     return 0;
   }
   const cfg = loadManagerConfig({ argv, env: process.env, file: DEFAULT_CONFIG_FILE, hostname: hostname() });
-  const m = await startManager(cfg, { out: io.out, dashboardDir: dashboardDir() });
+  const m = await startManager(cfg, { out: io.out, dashboardDir: builtDashboardDir() });
   io.out(`manager ${m.replica} listening on ${m.url} (dashboard ${m.url}/, API ${m.url}/v1, docs ${m.url}/docs, metrics ${m.url}/metrics); store ${m.store.location}\n`);
   const why = await new Promise<string>((resolve) => {
     const stop = (sig: string) => (): void => resolve(`received ${sig}`);

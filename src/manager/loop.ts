@@ -70,6 +70,11 @@ export interface ManagerLoopOptions {
   readonly maxWindowsPerVm?: number;
   /** Fingerprint and RTT history kept (default 7 days). */
   readonly historyMs?: number;
+  /**
+   * Who is behind a remote end the flows show: a connection proxy in front of the VM hides its users, and
+   * it knows them (its sessions). Returns the user's address, or the endpoint itself.
+   */
+  readonly resolveEndpoint?: (vm: VmId, endpoint: string) => string;
 }
 
 export interface ManagerLoop {
@@ -529,7 +534,9 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
 
   const loop: ManagerLoop = {
     control,
-    observe(w) {
+    observe(raw) {
+      const resolve = o.resolveEndpoint;
+      const w = resolve === undefined || raw.users.length === 0 ? raw : { ...raw, users: raw.users.map((u) => ({ ...u, endpoint: resolve(raw.vm, u.endpoint) })) };
       let list = pending.get(w.vm);
       if (list === undefined) pending.set(w.vm, (list = []));
       list.push(w);
