@@ -39,6 +39,8 @@ export function registerEvents(app: Api, deps: ApiDeps): SseStreams {
   const open = new Set<ServerResponse>();
 
   app.get('/v1/events', {
+    // A HEAD would open a stream that never sends anything.
+    exposeHeadRoute: false,
     schema: {
       tags: ['events'],
       summary: 'Server-Sent Events: round, plan, migration, progress, fingerprint, vm, user, audit, settings',

@@ -185,7 +185,8 @@ export async function buildApi(opts: ApiOptions): Promise<Api> {
     const route = req.routeOptions.url ?? 'unmatched';
     opts.metrics.apiRequest(route, reply.statusCode);
     const fields = { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, actor: req.identity?.actor };
-    if (isProtected(pathOf(req)) || reply.statusCode >= 400) req.log.info(fields, 'request');
+    // Changes and failures at info (an access log of what matters); reads and open routes at debug.
+    if (reply.statusCode >= 400 || (MUTATING.has(req.method) && isProtected(pathOf(req)))) req.log.info(fields, 'request');
     else req.log.debug(fields, 'request');
   });
 
