@@ -162,7 +162,8 @@ async function startPrivateServer(timeoutMs: number): Promise<TestPostgres> {
     throw new AppError('TEST_PG_NOT_INSTALLED', `Cannot start a test PostgreSQL server: no postgres and initdb in ${BIN_CANDIDATES.join(', ')}; apt-get install postgresql, set VMSHADOW_PG_BIN, or point VMSHADOW_TEST_PG_URL at a server`);
   }
   const user = postgresUser();
-  const dir = await mkdtemp(join(tmpdir(), 'vmshadow-pg-'));
+  // As root the server runs as postgres, which must reach the directory: /tmp, not a TMPDIR under /root.
+  const dir = await mkdtemp(join(user !== null && existsSync('/tmp') ? '/tmp' : tmpdir(), 'vmshadow-pg-'));
   let server: ChildProcess | null = null;
   const stopServer = async (): Promise<void> => {
     const s = server;
