@@ -324,6 +324,27 @@ interface ExporterResult {
   lateMs: number;
 }
 
+/** Byte offsets in a data record of TEMPLATE (46 bytes): the fields that change from one window to the next. */
+const REC = { octets: 14, packets: 22, startMs: 30, endMs: 38, size: 46 } as const;
+/** A template set with TEMPLATE: set header, template header, 10 fields of 4 bytes. */
+const TEMPLATE_SET_BYTES = 4 + 4 + 10 * 4;
+
+/** One datagram, encoded once with the project's IPFIX encoder; each window only its counters and times change. */
+interface PreparedDatagram {
+  readonly site: number;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  /** Offset of the first data record. */
+  readonly recordsAt: number;
+  /** Per record: its conversation (index into `convs`) and direction (0: VM → remote). */
+  readonly slots: readonly (readonly [number, 0 | 1])[];
+}
+
+const setU64 = (v: DataView, at: number, x: number): void => {
+  v.setUint32(at, Math.floor(x / 2 ** 32));
+  v.setUint32(at + 4, x >>> 0);
+};
+
 async function exporterMain(file: string, port: number): Promise<void> {
   const cfg = JSON.parse(readFileSync(file, 'utf8')) as ExporterSide;
   const W = cfg.windowS * 1000;
@@ -333,48 +354,75 @@ async function exporterMain(file: string, port: number): Promise<void> {
     await new Promise<void>((r) => sock.connect(port, '127.0.0.1', () => r()));
     socks.push(sock);
   }
-  const bySite: TrafficVm[][] = Array.from({ length: cfg.sites }, () => []);
-  for (const v of cfg.vms) bySite[v.site]!.push(v);
+  // Every conversation, and the datagrams that carry its two records, site by site.
+  const convs: { vm: string; c: Conversation }[] = [];
+  const datagrams: PreparedDatagram[] = [];
+  for (let s = 0; s < cfg.sites; s++) {
+    const slots: [number, 0 | 1][] = [];
+    const rows: Value[][] = [];
+    for (const v of cfg.vms) {
+      if (v.site !== s) continue;
+      for (const c of v.conversations) {
+        const i = convs.push({ vm: v.address, c }) - 1;
+        const [out, inn] = records(v.address, c, 0, 1);
+        for (const [dir, r] of [[0, out!], [1, inn!]] as const) {
+          slots.push([i, dir]);
+          rows.push([r.srcAddr, r.dstAddr, r.srcPort, r.dstPort, r.protocol, r.tcpFlags, 0, 0, 0, 0]);
+        }
+      }
+    }
+    for (let i = 0; i < rows.length; i += RECORDS_PER_DATAGRAM) {
+      // The template leads each site's export (RFC 7011 asks exporters to resend it periodically over UDP).
+      const first = i === 0;
+      const records = rows.slice(i, i + RECORDS_PER_DATAGRAM);
+      const bytes = encodeIpfix({ exportS: 0, sequence: 0, domain: 1, sets: first ? [{ templates: [TEMPLATE] }, { data: TEMPLATE, records }] : [{ data: TEMPLATE, records }] });
+      datagrams.push({ site: s, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), recordsAt: 16 + (first ? TEMPLATE_SET_BYTES : 0) + 4, slots: slots.slice(i, i + RECORDS_PER_DATAGRAM) });
+    }
+  }
   const seq = new Array<number>(cfg.sites).fill(0);
   const rng = createRng(cfg.seed ^ 0x6578_706f);
   const res: ExporterResult = { type: 'result', datagrams: 0, records: 0, bytes: 0, cpuMsPerInterval: 0, lateMs: 0 };
   process.send!({ type: 'ready' });
   const { startMs } = await nextMessage<{ startMs: number }>(process, 'start', 60_000);
   const total = (cfg.warmup + cfg.intervals) * (cfg.roundS / cfg.windowS);
+  const startOf = new Float64Array(convs.length);
+  const jitterOf = new Float64Array(convs.length);
   let cpu = 0;
   for (let k = 0; k < total; k++) {
     const due = startMs + k * W + 0.15 * W;
     await sleepUntil(due);
     res.lateMs = Math.max(res.lateMs, Date.now() - due);
     const c0 = cpuUs();
+    // Each conversation of window [T0+(k−1)W, T0+kW): where in the window it ran, and its rates ±10 %.
     const winStart = startMs + (k - 1) * W;
-    const datagrams: { site: number; d: Uint8Array }[] = [];
-    for (let s = 0; s < cfg.sites; s++) {
-      const rows: Value[][] = [];
-      for (const v of bySite[s]!) {
-        for (const c of v.conversations) {
-          const activeMs = Math.round(c.activeS * 1000);
-          const start = winStart + Math.floor(rng.next() * Math.max(1, W - activeMs));
-          for (const r of records(v.address, c, start, 0.9 + 0.2 * rng.next())) {
-            rows.push([r.srcAddr, r.dstAddr, r.srcPort, r.dstPort, r.protocol, r.tcpFlags, r.bytes, r.packets, r.firstMs, r.lastMs]);
-          }
-        }
-      }
-      for (let i = 0; i < rows.length; i += RECORDS_PER_DATAGRAM) {
-        const chunk = rows.slice(i, i + RECORDS_PER_DATAGRAM);
-        // The template leads each site's export (RFC 7011 asks exporters to resend it periodically over UDP).
-        const sets = i === 0 ? [{ templates: [TEMPLATE] }, { data: TEMPLATE, records: chunk }] : [{ data: TEMPLATE, records: chunk }];
-        datagrams.push({ site: s, d: encodeIpfix({ exportS: Math.floor(Date.now() / 1000), sequence: seq[s]! >>> 0, domain: 1, sets }) });
-        seq[s]! += chunk.length;
-        res.records += chunk.length;
-      }
+    convs.forEach(({ c }, i) => {
+      startOf[i] = winStart + Math.floor(rng.next() * Math.max(1, W - Math.round(c.activeS * 1000)));
+      jitterOf[i] = 0.9 + 0.2 * rng.next();
+    });
+    const exportS = Math.floor(Date.now() / 1000);
+    const out: { site: number; d: Uint8Array }[] = [];
+    for (const d of datagrams) {
+      d.view.setUint32(4, exportS);
+      d.view.setUint32(8, seq[d.site]! >>> 0);
+      seq[d.site]! += d.slots.length;
+      d.slots.forEach(([i, dir], j) => {
+        const { c } = convs[i]!;
+        const at = d.recordsAt + j * REC.size;
+        const packets = Math.max(1, Math.round((dir === 0 ? c.ppsOut : c.ppsIn) * c.activeS * jitterOf[i]!));
+        setU64(d.view, at + REC.octets, packets * (dir === 0 ? c.sizeOut : c.sizeIn));
+        setU64(d.view, at + REC.packets, packets);
+        setU64(d.view, at + REC.startMs, startOf[i]!);
+        setU64(d.view, at + REC.endMs, startOf[i]! + Math.round(c.activeS * 1000) - 1);
+      });
+      out.push({ site: d.site, d: d.bytes.slice() });
+      res.records += d.slots.length;
     }
     cpu += cpuUs() - c0;
     // Spread over 0.2 W, as many exporters' active timeouts would spread it.
     const slices = 20;
-    const per = Math.ceil(datagrams.length / slices);
+    const per = Math.ceil(out.length / slices);
     for (let j = 0; j < slices; j++) {
-      for (const { site, d } of datagrams.slice(j * per, (j + 1) * per)) {
+      for (const { site, d } of out.slice(j * per, (j + 1) * per)) {
         socks[site]!.send(d);
         res.datagrams++;
         res.bytes += d.length;
