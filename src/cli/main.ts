@@ -25,7 +25,9 @@ import { isManageCommand, runManage } from './manage.js';
 const USAGE = `vmshadow — keeps latency-sensitive VMs at the cloud site nearest their users
 
 Usage:
-  vmshadow demo [--sites N] [--vms M] [--seed S]         simulate a day of a real-world cloud; print a report
+  vmshadow demo [--duration-s N] [--text-s N] [--listen HOST:PORT] [--json]
+                                                         the whole system live on a lab (root): a desktop follows its user
+  vmshadow demo --simulated [--sites N] [--vms M] [--seed S]   simulate a day of a real-world cloud; print a report
   vmshadow scenario generate --sites N --vms M --seed S [--users U] [--duration-s D] [--out FILE]
   vmshadow plan --scenario FILE [--planner greedy|ilp] [--json]
   vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
@@ -257,13 +259,51 @@ async function cmdBench(argv: string[], io: Io): Promise<void> {
   });
 }
 
-function cmdDemo(argv: string[], io: Io): void {
-  const v = args(argv, { sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, 'data-dir': { type: 'string' } });
-  runDemo({
-    sites: intFlag(v.sites, '--sites', 8), vms: intFlag(v.vms, '--vms', 400), seed: intFlag(v.seed, '--seed', 1),
-    data: latencyData(v['data-dir']),
-    out: io.out, err: io.err,
+async function cmdDemo(argv: string[], io: Io): Promise<number> {
+  const v = args(argv, {
+    sites: { type: 'string' }, vms: { type: 'string' }, seed: { type: 'string' }, 'data-dir': { type: 'string' },
+    simulated: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'duration-s': { type: 'string' },
+    'text-s': { type: 'string' }, listen: { type: 'string' }, 'state-dir': { type: 'string' },
   });
+  if (v.simulated === true) {
+    runDemo({
+      sites: intFlag(v.sites, '--sites', 8), vms: intFlag(v.vms, '--vms', 400), seed: intFlag(v.seed, '--seed', 1),
+      data: latencyData(v['data-dir']),
+      out: io.out, err: io.err,
+    });
+    return 0;
+  }
+  const durationS = intFlag(v['duration-s'], '--duration-s', 240);
+  const textS = intFlag(v['text-s'], '--text-s', 30);
+  if (durationS < 30 || durationS > 86_400) throw new InputError('--duration-s', durationS, 'must be 30–86400 seconds');
+  if (textS < 10 || textS >= durationS) throw new InputError('--text-s', textS, `must be at least 10 s and less than --duration-s (${durationS})`);
+  const { runLiveDemo } = await import('./live-demo.js');
+  const ac = new AbortController();
+  const stop = (): void => {
+    io.err.write('vmshadow demo: stopping (Ctrl-C); removing what it started\n');
+    ac.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const json = v.json === true;
+    const summary = await runLiveDemo({
+      data: latencyData(v['data-dir']), durationS, textS, listen: typeof v.listen === 'string' ? v.listen : '127.0.0.1:8080',
+      ...(typeof v['state-dir'] === 'string' ? { stateDir: v['state-dir'] } : {}),
+      // With --json the narration goes to stderr so that stdout holds the one summary object.
+      narrate: (l) => (json ? io.err.write(`${l}\n`) : io.out(`${l}\n`)),
+      signal: ac.signal,
+    });
+    if (json) io.out(JSON.stringify(summary) + '\n');
+    else {
+      io.out(`\nSummary: moved ${summary.moved.join(', ') || 'nothing'}; left alone ${summary.leftAlone.join(', ') || 'nothing'}.\n`);
+      io.out(`alice's frame update time ${summary.frameTimeBeforeMs ?? '?'} → ${summary.frameTimeAfterMs ?? '?'} ms (p50), refresh rate ${summary.updatesPerSBefore ?? '?'} → ${summary.updatesPerSAfter ?? '?'} updates/s (${summary.refreshRateGainPct === null ? '?' : `${summary.refreshRateGainPct >= 0 ? '+' : ''}${summary.refreshRateGainPct} %`}); migration ${summary.migrationS ?? '?'} s, downtime ${summary.downtimeMs ?? '?'} ms.\n`);
+    }
+    return summary.moved.length > 0 ? 0 : 1;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
 }
 
 async function cmdFingerprint(argv: string[], io: Io): Promise<void> {
@@ -309,7 +349,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'simulate': await cmdSimulate(rest, io); break;
       case 'scenario': cmdScenario(rest, io); break;
       case 'bench': await cmdBench(rest, io); break;
-      case 'demo': cmdDemo(rest, io); break;
+      case 'demo': return await cmdDemo(rest, io);
       case 'fingerprint': await cmdFingerprint(rest, io); break;
       case 'collect': await cmdCollect(rest, io); break;
       case 'lab': return await cmdLab(rest, io);

@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync, renameSync, existsSync } from '
 import { join } from 'node:path';
 import { AppError, InputError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
+import type { VmId } from '../core/ids.js';
 import { systemClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { createLabDriver, LAB_MIGRATION_POLICY, readLabState, type LabState } from '../lab/lab.js';
@@ -46,6 +47,8 @@ export interface StartManagerOptions {
   readonly extraAddresses?: Readonly<Record<string, readonly string[]>>;
   /** The dashboard's built files (default: none, '/' answers a JSON index). */
   readonly dashboardDir?: string | null;
+  /** Who is behind a remote end the flows show (a connection proxy's sessions): see ManagerLoopOptions. */
+  readonly resolveEndpoint?: (vm: VmId, endpoint: string) => string;
 }
 
 export interface RunningManager {
@@ -181,6 +184,7 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
     const loop = createManagerLoop({
       store, events, clock, log: log.child({ component: 'loop' }), replica: cfg.replica, executor, latency,
       requestFor: requestForMove(policy),
+      ...(o.resolveEndpoint === undefined ? {} : { resolveEndpoint: o.resolveEndpoint }),
       isLeader: () => leading,
       leader: async () => (await store.getLease('manager'))?.holder ?? null,
       solver: cfg.planner === 'ilp' ? await loadHighs() : undefined,
