@@ -48,6 +48,12 @@ describe('fingerprintVm()', () => {
     assert.deepEqual(up.point.users, []);
   });
 
+  it('takes no users from a window of a few packets (a health check)', () => {
+    const probe = { ...win(0.2, 'background', [{ endpoint: '10.0.0.1', share: 1 }]), bytes: 600 };
+    const up = fingerprintVm(vm(), initialState(), [probe], userIdForEndpoint, 1);
+    assert.deepEqual(up.vm.users, []);
+  });
+
   it('never mutates its inputs, and the result is the same for the same windows (property)', () => {
     fc.assert(fc.property(
       fc.array(fc.record({ score: fc.double({ min: -1, max: 2, noNaN: true }), activity: fc.constantFrom(...ACTIVITY_CLASSES) }), { maxLength: 12 }),

@@ -34,6 +34,9 @@ export interface FingerprintUpdate {
   readonly switched: boolean;
 }
 
+/** A window with less traffic than this names no users. */
+export const MIN_USER_WINDOW_BYTES = 10_000;
+
 /**
  * Runs a VM's windows of one round (oldest first) through the hysteresis. The users are those of the
  * latest window that saw any (an idle window names none, and the VM keeps serving the same people).
@@ -52,7 +55,8 @@ export function fingerprintVm(
   let bytes = 0;
   for (const w of windows) {
     s = hysteresisStep(s, { score: w.score, activity: w.activity }, params);
-    if (w.users.length > 0) users = w.users;
+    // A handful of packets (a health check, a port scan) does not make a user.
+    if (w.users.length > 0 && w.bytes >= MIN_USER_WINDOW_BYTES) users = w.users;
     if (w.reasons.length > 0) reasons = w.reasons;
     bytes += w.bytes;
   }
