@@ -27,7 +27,7 @@ const vm = (over: Partial<VmRecord> = {}): VmRecord => ({
 });
 
 const win = (score: number, activity: WindowObservation['activity'] = 'video-streaming', users = [{ endpoint: '10.9.0.1', share: 1 }]): WindowObservation => ({
-  vm: 'desk1' as VmId, endMs: 0, score, activity, users, reasons: [`window ${score}`], bytes: 1000,
+  vm: 'desk1' as VmId, endMs: 0, score, activity, users, reasons: [`window ${score}`], bytes: 1_000_000,
 });
 
 describe('fingerprintVm()', () => {
