@@ -43,7 +43,7 @@ import { DEFAULT_PLAN_PARAMS } from '../src/placement/params.js';
 import { generateScenario, userSiteRttMs } from '../src/sim/generate.js';
 import { AWS_REGIONS, type RegionInfo } from '../src/sim/geo.js';
 import { loadLatencyData } from '../src/sim/latency-data.js';
-import type { RoundRecord, RoundStage, UserSiteRtt } from '../src/store/records.js';
+import type { PlanRecord, RoundRecord, RoundStage, UserSiteRtt } from '../src/store/records.js';
 import type { Store } from '../src/store/store.js';
 import { openStore } from '../src/store/open.js';
 import { DEFAULT_SETTINGS, jobStoreOf } from '../src/store/repos.js';
@@ -535,7 +535,16 @@ function timedStore(inner: Store): { store: Store; take: () => StoreCost } {
   };
 }
 
-/** Read at each interval boundary (cumulative figures). */
+interface PlanShape {
+  kib: number;
+  rejectedKiB: number;
+  inputsKiB: number;
+  inputVms: number;
+  rejectedByReason: Record<string, number>;
+  note: string | null;
+}
+
+/** Read at each interval boundary (cumulative figures; memory as it stands, without a GC). */
 interface Boundary {
   k: number;
   atMs: number;
@@ -565,6 +574,9 @@ interface RoundFigures {
   record: RoundRecord;
   /** CPU inside the store during the round, by call kind. */
   store: StoreCost;
+  /** Heap and RSS right after the round, after a full GC. */
+  heapMiB: number;
+  rssMiB: number;
 }
 
 interface ManagerResult {
@@ -581,8 +593,8 @@ interface ManagerResult {
   loadAvg: [number, number];
   peakHeapMiB: number;
   peakRssMiB: number;
-  /** The last plan record's size as JSON. */
-  planKiB: number;
+  /** The last plan record: its size as JSON, of its rejections and of its inputs, the VMs in its inputs, rejections by reason. */
+  plan: PlanShape | null;
   eventLoop: { maxMs: number; p99Ms: number; meanMs: number };
   collector: { datagrams: number; records: number; lostRecords: number; lostDatagrams: number; late: number; badTime: number; unattributed: number; earlyFlushes: number; decodeErrors: number };
   migrations: { submitted: number; completed: number; ended: number; active: number };
@@ -673,14 +685,10 @@ async function managerMain(file: string): Promise<void> {
   const storeMiB = (): number => [dbFile, `${dbFile}-wal`].reduce((t, f) => t + (existsSync(f) ? statSync(f).size : 0), 0) / 2 ** 20;
 
   const boundary = (k: number): void => {
-    const gcBefore = gcCpuUs;
-    const c0 = cpuUs();
-    gc();
-    gcCpuUs += cpuUs() - c0;
     const m = process.memoryUsage();
     const s = ingest.stats;
     boundaries.push({
-      k, atMs: Date.now(), cpuUs: c0 - gcBefore, roundCpuUs, closeCpuUs,
+      k, atMs: Date.now(), cpuUs: cpuUs() - gcCpuUs, roundCpuUs, closeCpuUs,
       heapMiB: m.heapUsed / 2 ** 20, rssMiB: m.rss / 2 ** 20, externalMiB: (m.external + m.arrayBuffers) / 2 ** 20,
       observed: ingest.windows.observed, unattributable: ingest.windows.unattributable, failed: ingest.windows.failed,
       dropped: loop.stats.windowsDropped, datagrams: s.datagrams, records: s.records, lostRecords: s.lostRecords,
@@ -710,7 +718,13 @@ async function managerMain(file: string): Promise<void> {
         loop.round('bench').then((record) => {
           const c = cpuUs() - c0;
           roundCpuUs += c;
-          rounds.push({ k, lagMs, cpuMs: c / 1000, pendingAtStart, record, store: takeStoreCost() });
+          // Memory is read here, after a full GC (its CPU left out): the round has just consumed the windows
+          // that waited for it, so what remains is what the manager keeps.
+          const g0 = cpuUs();
+          gc();
+          gcCpuUs += cpuUs() - g0;
+          const mem = process.memoryUsage();
+          rounds.push({ k, lagMs, cpuMs: c / 1000, pendingAtStart, record, store: takeStoreCost(), heapMiB: mem.heapUsed / 2 ** 20, rssMiB: mem.rss / 2 ** 20 });
         }, (e: unknown) => log.error('round threw', { error: (e as Error).message })).finally(() => {
           running = false;
         });
@@ -729,10 +743,15 @@ async function managerMain(file: string): Promise<void> {
   // A round still running at the end is waited for (and shows as longer than its interval).
   await loop.stop();
   const s = ingest.stats;
-  const [lastPlan] = await rawStore.list('plans', { order: 'desc', limit: 1 });
-  const planKiB = lastPlan === undefined ? 0 : JSON.stringify(lastPlan.value).length / 1024;
+  const [lastPlan] = await rawStore.list<PlanRecord>('plans', { order: 'desc', limit: 1 });
+  const kib = (x: unknown): number => JSON.stringify(x).length / 1024;
+  const plan = lastPlan === undefined ? null : {
+    kib: kib(lastPlan.value), rejectedKiB: kib(lastPlan.value.rejected), inputsKiB: kib(lastPlan.value.inputs), inputVms: lastPlan.value.inputs.vms.length,
+    rejectedByReason: lastPlan.value.rejected.reduce<Record<string, number>>((a, r) => ({ ...a, [r.reason]: (a[r.reason] ?? 0) + 1 }), {}),
+    note: lastPlan.value.note,
+  };
   const result: ManagerResult = {
-    type: 'result', port, setupMs, setupHeapMiB, planKiB, boundaries, rounds, missed, activities, loadAvg: [load0, loadavg()[0]!],
+    type: 'result', port, setupMs, setupHeapMiB, plan, boundaries, rounds, missed, activities, loadAvg: [load0, loadavg()[0]!],
     peakHeapMiB: peakHeap / 2 ** 20, peakRssMiB: process.resourceUsage().maxRSS / 1024,
     eventLoop: { maxMs: delay.max / 1e6, p99Ms: delay.percentile(99) / 1e6, meanMs: delay.mean / 1e6 },
     collector: {
@@ -763,8 +782,8 @@ export interface ManagerBenchFigures {
     vmsObserved: number[]; usersProbed: number[]; moves: number; cpuMsMean: number;
     /** Round CPU over round wall time: the share of a core the rounds got (the rest waited for the machine or the disk). */
     cpuWallRatio: number;
-    /** The last plan record as JSON (rewritten on every job state change of its moves). */
-    planKiB: number;
+    /** The last plan record (read and rewritten whole on every state change of its moves' jobs). */
+    plan: PlanShape | null;
     /** Mean per round: CPU inside the store by call kind, with calls and rows (written or read) per round; heaviest first. */
     store: { call: string; cpuMs: number; calls: number; rows: number }[];
     storeCpuMsMean: number;
@@ -822,7 +841,7 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
     stageMean[s] = xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
     stageMax[s] = Math.max(0, ...xs);
   }
-  const heaps = bs.map((x) => x.heapMiB);
+  const heaps = roundsIn.map((x) => x.heapMiB);
   const expected = b.exporter.vms.length * setup.intervals * (setup.roundS / setup.windowS);
   const observed = last.observed - first.observed;
   const dropped = last.dropped - first.dropped;
@@ -833,7 +852,7 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
     return {
       k: x.k, cpuMs: (next.cpuUs - x.cpuUs) / 1000, roundCpuMs: (next.roundCpuUs - x.roundCpuUs) / 1000, closeCpuMs: (next.closeCpuUs - x.closeCpuUs) / 1000,
       roundMs: r?.record.durationMs ?? null, stageMs: r?.record.stageMs ?? {}, windows: next.observed - x.observed, moves: r?.record.moves ?? 0,
-      heapMiB: next.heapMiB, rssMiB: next.rssMiB,
+      heapMiB: r?.heapMiB ?? NaN, rssMiB: r?.rssMiB ?? NaN,
     };
   });
   const failedRounds = roundsIn.filter((r) => r.record.error !== null).length;
@@ -846,7 +865,7 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
   }
   const n = Math.max(1, roundsIn.length);
   const storeCost = [...storeAll].map(([call, c]) => ({ call, cpuMs: c.cpuMs / n, calls: c.calls / n, rows: c.rows / n })).sort((a, b) => b.cpuMs - a.cpuMs);
-  const heapGrowthMiB = heaps[heaps.length - 1]! - heaps[0]!;
+  const heapGrowthMiB = heaps.length === 0 ? 0 : heaps[heaps.length - 1]! - heaps[0]!;
   const keepsUp = roundsIn.length === setup.intervals && m.missed.every((k) => k < W) && failedRounds === 0 && Math.max(...durations) < intervalMs
     && observed >= expected && dropped === 0 && m.collector.lostRecords === 0 && (kernelDrops ?? 0) === 0;
   return {
@@ -858,7 +877,7 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
       exporterMsPerInterval: e.cpuMsPerInterval,
     },
     memory: {
-      heapAfterGcMiB: heaps, rssMiB: bs.map((x) => x.rssMiB), heapGrowthMiB, heapSlopeMiBPerInterval: slope(heaps), boundMiB: BUDGET.heapGrowthMiB,
+      heapAfterGcMiB: heaps, rssMiB: roundsIn.map((x) => x.rssMiB), heapGrowthMiB, heapSlopeMiBPerInterval: slope(heaps), boundMiB: BUDGET.heapGrowthMiB,
       peakHeapMiB: m.peakHeapMiB, peakRssMiB: m.peakRssMiB, setupHeapMiB: m.setupHeapMiB,
     },
     rounds: {
@@ -868,7 +887,7 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
       moves: roundsIn.reduce((a, r) => a + r.record.moves, 0), cpuMsMean: roundsIn.reduce((a, r) => a + r.cpuMs, 0) / n,
       store: storeCost, storeCpuMsMean: storeCost.reduce((a, c) => a + c.cpuMs, 0),
       cpuWallRatio: roundsIn.reduce((a, r) => a + r.cpuMs, 0) / Math.max(1, roundsIn.reduce((a, r) => a + (r.record.durationMs ?? 0), 0)),
-      planKiB: m.planKiB,
+      plan: m.plan,
     },
     windows: { expected, observed, dropped, unattributable: last.unattributable - first.unattributable, failed: last.failed, byActivity: m.activities },
     collector: {
@@ -903,19 +922,21 @@ function report(f: ManagerBenchFigures, quick: boolean): string {
   const widths = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j]!.length)));
   const fmt = (r: readonly string[]): string => r.map((c, j) => (j === 0 ? c.padEnd(widths[j]!) : c.padStart(widths[j]!))).join('  ');
   lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
-  lines.push('(CPU ms: the manager process in that interval, without the GC the benchmark forces to read memory; close CPU: the collector closing windows — classify → observe; heap/RSS: at the interval\'s end, after GC)');
+  lines.push('(CPU ms: the manager process in that interval, without the GC the benchmark forces to read memory; close CPU: the collector closing windows — classify → observe; heap/RSS: right after the round, after a full GC)');
   lines.push('');
   const c = f.cpu;
   const r = f.rounds;
   lines.push(`CPU: ${f1(c.pctOfOneCore)} % of one core over ${f1(c.wallSeconds)} s — rounds ${f1(c.roundsPct)} %, window close (classify) ${f1(c.windowClosePct)} %, receive/decode and the rest ${f1(c.receiveAndRestPct)} % (the exporter used ${f0(c.exporterMsPerInterval)} ms per interval in its own process)`);
   const range = (xs: readonly number[]): string => (xs.length === 0 ? '0' : Math.min(...xs) === Math.max(...xs) ? f0(xs[0]!) : `${f0(Math.min(...xs))}–${f0(Math.max(...xs))}`);
   lines.push(`rounds: ${r.count} ran of ${s.intervals} (${r.missed} missed: the one before still running), ${r.failed} failed; duration p50 ${f0(r.p50Ms)} ms, p95 ${f0(r.p95Ms)} ms, max ${f0(r.maxMs)} ms of a ${f0(r.intervalMs)} ms interval (${f0(r.cpuMsMean)} ms CPU each on average: ${Math.round(r.cpuWallRatio * 100)} % of a core while running); mean stage ms ${STAGES.map((x) => `${x} ${f0(r.stageMeanMs[x] ?? 0)}`).join(', ')}; ${range(r.vmsObserved)} VMs fingerprinted and ${range(r.usersProbed)} users probed per round; ${r.moves} moves planned`);
-  lines.push(`round CPU in the store (SQLite + JSON): ${f0(r.storeCpuMsMean)} of ${f0(r.cpuMsMean)} ms per round — ${r.store.slice(0, 8).map((c) => `${c.call} ${f0(c.cpuMs)} ms (${f0(c.calls)} calls, ${f0(c.rows)} rows)`).join('; ')}; the last plan record is ${f0(r.planKiB)} KiB of JSON`);
+  lines.push(`round CPU in the store (SQLite + JSON): ${f0(r.storeCpuMsMean)} of ${f0(r.cpuMsMean)} ms per round — ${r.store.slice(0, 8).map((c) => `${c.call} ${f0(c.cpuMs)} ms (${f0(c.calls)} calls, ${f0(c.rows)} rows)`).join('; ')}`);
+  const pl = r.plan;
+  if (pl !== null) lines.push(`the last plan record: ${f0(pl.kib)} KiB of JSON — rejections ${f0(pl.rejectedKiB)} KiB (${Object.entries(pl.rejectedByReason).map(([k, n]) => `${f0(n)} ${k}`).join(', ')}), inputs ${f0(pl.inputsKiB)} KiB (${f0(pl.inputVms)} VMs × their users' RTT from every site); ${pl.note ?? ''}`);
   lines.push(`windows: ${f0(f.windows.observed)} observed of ${f0(f.windows.expected)} expected (VMs × intervals), ${f.windows.dropped} dropped, ${f.windows.unattributable} unattributable, ${f.windows.failed} failed to classify`);
   const k = f.collector;
   lines.push(`collector: ${f0(k.datagramsReceived)} of ${f0(k.datagramsSent)} datagrams and ${f0(k.recordsReceived)} of ${f0(k.recordsSent)} records received; ${f0(k.lostRecords)} records lost by sequence numbers, ${k.kernelDrops ?? '?'} datagrams dropped by the kernel, ${k.late} late, ${k.decodeErrors} decode errors; event loop blocked up to ${f0(f.eventLoop.maxMs)} ms (p99 ${f0(f.eventLoop.p99Ms)} ms)`);
   const m = f.memory;
-  lines.push(`memory: heap after GC ${m.heapAfterGcMiB.map((x) => x.toFixed(0)).join(', ')} MiB (slope ${m.heapSlopeMiBPerInterval.toFixed(2)} MiB per interval); RSS ${m.rssMiB.map((x) => x.toFixed(0)).join(', ')} MiB; peak heap ${f0(m.peakHeapMiB)} MiB, peak RSS ${f0(m.peakRssMiB)} MiB`);
+  lines.push(`memory (after each round, after GC): heap ${m.heapAfterGcMiB.map((x) => x.toFixed(0)).join(', ')} MiB (slope ${m.heapSlopeMiBPerInterval.toFixed(2)} MiB per interval); RSS ${m.rssMiB.map((x) => x.toFixed(0)).join(', ')} MiB; peak heap ${f0(m.peakHeapMiB)} MiB, peak RSS ${f0(m.peakRssMiB)} MiB`);
   lines.push(`store: ${f1(f.store.startMiB)} → ${f1(f.store.endMiB)} MiB on disk (${f1(f.store.growthMiBPerInterval)} MiB per interval: fingerprint and RTT history); migrations: ${f.migrations.submitted} submitted, ${f.migrations.completed} completed, ${f.migrations.active} still running; log: ${f.log.error} errors, ${f.log.warn} warnings${f.log.first.length > 0 ? ` (first: ${f.log.first[0]!})` : ''}`);
   lines.push('');
   lines.push(`manager: CPU ${f1(c.pctOfOneCore)} % of one core (budget ${c.budgetPct} %) — ${c.ratioToBudget.toFixed(2)}× budget; heap growth ${m.heapGrowthMiB.toFixed(1)} MiB over ${s.intervals} intervals (bound ${m.boundMiB} MiB); rounds ${(r.p95Ms / 1000).toFixed(2)} s p95 of a ${s.roundS} s interval`);
