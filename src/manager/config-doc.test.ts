@@ -76,3 +76,40 @@ describe('docs/configuration.md', () => {
     }
   });
 });
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes. */
+function slug(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+}
+
+describe('the operator docs link to what exists', () => {
+  const docsDir = fileURLToPath(new URL('../../../docs/', import.meta.url));
+  const pages = ['operator-guide.md', 'configuration.md', 'dashboard.md', 'api.md'];
+  const anchorsOf = (page: string): Set<string> => {
+    const text = readFileSync(join(docsDir, page), 'utf8').replace(/```[\s\S]*?```/g, '');
+    const out = new Set<string>();
+    for (const m of text.matchAll(/^#{1,6} (.+)$/gm)) out.add(slug(m[1]!));
+    for (const m of text.matchAll(/<a id="([^"]+)"><\/a>/g)) out.add(m[1]!);
+    return out;
+  };
+
+  it('every relative link names a file in docs/ (or the repository) and, with #, a heading of it', () => {
+    let links = 0;
+    for (const page of pages) {
+      const text = readFileSync(join(docsDir, page), 'utf8').replace(/```[\s\S]*?```/g, '');
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1]!;
+        if (/^[a-z]+:/.test(target)) continue;
+        links++;
+        const [file, anchor] = target.split('#') as [string, string | undefined];
+        const to = file === '' ? page : file;
+        const path = join(docsDir, to);
+        assert.doesNotThrow(() => readFileSync(path), `${page} links to ${target}: ${to} does not exist`);
+        if (anchor !== undefined && to.endsWith('.md') && pages.includes(to)) {
+          assert.ok(anchorsOf(to).has(anchor), `${page} links to ${target}: ${to} has no heading with the anchor #${anchor}`);
+        }
+      }
+    }
+    assert.ok(links > 20, `the docs link to each other (${links} links)`);
+  });
+});
