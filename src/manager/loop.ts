@@ -3,6 +3,7 @@
 // file reads and writes the store, calls the latency prober and the executor, and announces what happened.
 import { randomBytes } from 'node:crypto';
 import { AppError } from '../core/errors.js';
+import { createKeyedSerial } from '../core/serial.js';
 import type { UserId, VmId } from '../core/ids.js';
 import { userId as toUserId } from '../core/ids.js';
 import type { Clock } from '../core/clock.js';
@@ -106,14 +107,10 @@ export function userIdForEndpoint(endpoint: string): UserId {
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-/** A queue of async sections that must not interleave (VM records are written by rounds and by job events). */
+/** Async sections that must not interleave (VM records are written by rounds and by job events). */
 function createMutex(): <T>(f: () => Promise<T>) => Promise<T> {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(f: () => Promise<T>): Promise<T> => {
-    const run = tail.then(f, f);
-    tail = run.catch(() => undefined);
-    return run;
-  };
+  const serial = createKeyedSerial();
+  return <T>(f: () => Promise<T>): Promise<T> => serial('vms', f);
 }
 
 export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): ManagerLoop {

@@ -126,7 +126,9 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
 
   const store = await openStore(cfg.store.url, { clock, log });
   const cleanups: (() => Promise<unknown>)[] = [() => store.close()];
+  let closing = false;
   const closeAll = async (): Promise<void> => {
+    closing = true;
     for (const c of cleanups.splice(0).reverse()) await c().catch((e: unknown) => log.warn('closing failed', { error: message(e) }));
   };
   try {
@@ -243,6 +245,9 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
             log.error('taking the lead failed; stepping down', { error: message(e) });
             stoppedWith(`taking the lead failed: ${message(e)}`);
           });
+        } else if (!isLeader && leading && closing) {
+          leading = false;
+          log.info('stepped down: stopping', { replica: cfg.replica });
         } else if (!isLeader && leading) {
           // Another replica may act now: stop at once; a supervisor restarts this one as a follower.
           leading = false;

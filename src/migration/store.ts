@@ -2,6 +2,7 @@
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError, InputError } from '../core/errors.js';
+import { createKeyedSerial } from '../core/serial.js';
 import type { VmId } from '../core/ids.js';
 import { isTerminal, type JobRecord } from './job.js';
 
@@ -67,7 +68,7 @@ export async function openFileJobStore(dir: string): Promise<JobStore> {
     if (name.startsWith('.') && name.endsWith('.tmp')) await rm(join(dir, name), { force: true });
   }
   let tmpSeq = 0;
-  const chains = new Map<string, Promise<void>>();
+  const serial = createKeyedSerial();
 
   const fsyncDir = async (): Promise<void> => {
     const h = await open(dir, 'r');
@@ -136,13 +137,7 @@ export async function openFileJobStore(dir: string): Promise<JobStore> {
     async save(record) {
       checkJobId(record.id);
       const data = copy(record);
-      const prev = chains.get(record.id) ?? Promise.resolve();
-      const next = prev.catch(() => undefined).then(() => write(data));
-      chains.set(record.id, next);
-      void next.finally(() => {
-        if (chains.get(record.id) === next) chains.delete(record.id);
-      }).catch(() => undefined);
-      return next.catch((e: unknown) => {
+      return serial(record.id, () => write(data)).catch((e: unknown) => {
         throw new AppError('JOB_STORE_WRITE', `Cannot save job ${record.id} in ${dir}: ${(e as Error).message}; the job stays ${record.state.kind} in memory only`, { retryable: true, cause: e });
       });
     },

@@ -1,6 +1,7 @@
 // Typed views over a Store, written once for both backends: the records the manager keeps (records.ts), the
 // group/status each collection is indexed by, settings with defaults, the audit trail, and the executor's
 // JobStore on the 'jobs' collection.
+import { createKeyedSerial } from '../core/serial.js';
 import type { VmId } from '../core/ids.js';
 import { isTerminal, type JobRecord } from '../migration/job.js';
 import { checkJobId, type JobStore } from '../migration/store.js';
@@ -173,7 +174,7 @@ const byAge = (a: JobRecord, b: JobRecord): number => a.createdAtMs - b.createdA
  * with a pool of connections.
  */
 export function jobStoreOf(store: Store): JobStore {
-  const chains = new Map<string, Promise<void>>();
+  const serial = createKeyedSerial();
   const write = async (record: JobRecord): Promise<void> => {
     await store.put<JobRecord>('jobs', record.id, record, { group: record.vm, status: isTerminal(record.state) ? 'ended' : 'active' });
   };
@@ -183,13 +184,7 @@ export function jobStoreOf(store: Store): JobStore {
       checkJobId(record.id);
       // Copied now: the caller may change its object before the chained write runs.
       const data = structuredClone(record);
-      const prev = chains.get(record.id) ?? Promise.resolve();
-      const next = prev.catch(() => undefined).then(() => write(data));
-      chains.set(record.id, next);
-      void next.finally(() => {
-        if (chains.get(record.id) === next) chains.delete(record.id);
-      }).catch(() => undefined);
-      await next;
+      await serial(record.id, () => write(data));
     },
     async get(id) {
       checkJobId(id);
