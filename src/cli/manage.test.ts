@@ -500,7 +500,8 @@ describe('vmshadow migration list|show|cancel|watch', () => {
     };
     const r = await bin(['migration', 'watch', 'm-1', ...admin]);
     assert.equal(r.code, 0, r.err);
-    assert.equal(sseConnections, 2);
+    // After the early close it reads the state again: seen as ended, it may stop before it reconnects.
+    assert.ok(sseConnections >= 1 && sseConnections <= 2, `${sseConnections} stream connections`);
     assert.match(r.out, /completed in 3m12s/);
   });
 
