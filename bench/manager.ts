@@ -574,6 +574,8 @@ interface RoundFigures {
   record: RoundRecord;
   /** CPU inside the store during the round, by call kind. */
   store: StoreCost;
+  /** ... and between the previous round and this one (the executor's job events recorded by the loop). */
+  storeBefore: StoreCost;
   /** Heap and RSS right after the round, after a full GC. */
   heapMiB: number;
   rssMiB: number;
@@ -711,7 +713,7 @@ async function managerMain(file: string): Promise<void> {
           return;
         }
         running = true;
-        takeStoreCost(); // what job events wrote between rounds is not the round's
+        const between = takeStoreCost(); // what job events wrote since the last round is not this round's
         const pendingAtStart = loop.stats.windowsPending;
         const c0 = cpuUs();
         const lagMs = Date.now() - due;
@@ -724,7 +726,7 @@ async function managerMain(file: string): Promise<void> {
           gc();
           gcCpuUs += cpuUs() - g0;
           const mem = process.memoryUsage();
-          rounds.push({ k, lagMs, cpuMs: c / 1000, pendingAtStart, record, store: takeStoreCost(), heapMiB: mem.heapUsed / 2 ** 20, rssMiB: mem.rss / 2 ** 20 });
+          rounds.push({ k, lagMs, cpuMs: c / 1000, pendingAtStart, record, store: takeStoreCost(), storeBefore: between, heapMiB: mem.heapUsed / 2 ** 20, rssMiB: mem.rss / 2 ** 20 });
         }, (e: unknown) => log.error('round threw', { error: (e as Error).message })).finally(() => {
           running = false;
         });
@@ -787,6 +789,8 @@ export interface ManagerBenchFigures {
     /** Mean per round: CPU inside the store by call kind, with calls and rows (written or read) per round; heaviest first. */
     store: { call: string; cpuMs: number; calls: number; rows: number }[];
     storeCpuMsMean: number;
+    /** The same between rounds (job events recorded: the job, the VM, the plan), per round interval. */
+    storeBetween: { call: string; cpuMs: number; calls: number; rows: number }[];
   };
   readonly windows: { expected: number; observed: number; dropped: number; unattributable: number; failed: number; byActivity: Record<string, number> };
   readonly collector: { datagramsSent: number; datagramsReceived: number; recordsSent: number; recordsReceived: number; lostRecords: number; kernelDrops: number | null; late: number; earlyFlushes: number; decodeErrors: number };
@@ -856,15 +860,20 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
     };
   });
   const failedRounds = roundsIn.filter((r) => r.record.error !== null).length;
-  const storeAll = new Map<string, { cpuMs: number; calls: number; rows: number }>();
-  for (const r of roundsIn) {
-    for (const [key, c] of Object.entries(r.store)) {
-      const t = storeAll.get(key) ?? { cpuMs: 0, calls: 0, rows: 0 };
-      storeAll.set(key, { cpuMs: t.cpuMs + c.cpuMs, calls: t.calls + c.calls, rows: t.rows + c.rows });
-    }
-  }
   const n = Math.max(1, roundsIn.length);
-  const storeCost = [...storeAll].map(([call, c]) => ({ call, cpuMs: c.cpuMs / n, calls: c.calls / n, rows: c.rows / n })).sort((a, b) => b.cpuMs - a.cpuMs);
+  const meanCost = (costs: readonly StoreCost[]): { call: string; cpuMs: number; calls: number; rows: number }[] => {
+    const all = new Map<string, { cpuMs: number; calls: number; rows: number }>();
+    for (const cost of costs) {
+      for (const [key, c] of Object.entries(cost)) {
+        const t = all.get(key) ?? { cpuMs: 0, calls: 0, rows: 0 };
+        all.set(key, { cpuMs: t.cpuMs + c.cpuMs, calls: t.calls + c.calls, rows: t.rows + c.rows });
+      }
+    }
+    return [...all].map(([call, c]) => ({ call, cpuMs: c.cpuMs / n, calls: c.calls / n, rows: c.rows / n })).sort((a, b) => b.cpuMs - a.cpuMs);
+  };
+  const storeCost = meanCost(roundsIn.map((r) => r.store));
+  // What was written since the previous round: the first measured round's share began in the warm-up.
+  const storeBetween = meanCost(roundsIn.slice(1).map((r) => r.storeBefore)).map((c) => ({ ...c, cpuMs: (c.cpuMs * n) / Math.max(1, n - 1), calls: (c.calls * n) / Math.max(1, n - 1), rows: (c.rows * n) / Math.max(1, n - 1) }));
   const heapGrowthMiB = heaps.length === 0 ? 0 : heaps[heaps.length - 1]! - heaps[0]!;
   const keepsUp = roundsIn.length === setup.intervals && m.missed.every((k) => k < W) && failedRounds === 0 && Math.max(...durations) < intervalMs
     && observed >= expected && dropped === 0 && m.collector.lostRecords === 0 && (kernelDrops ?? 0) === 0;
@@ -885,7 +894,7 @@ function summarize(b: Built, setup: ManagerBenchFigures['setup'], m: ManagerResu
       maxLagMs: Math.max(0, ...roundsIn.map((r) => r.lagMs)),
       stageMeanMs: stageMean, stageMaxMs: stageMax, vmsObserved: roundsIn.map((r) => r.record.vmsObserved), usersProbed: roundsIn.map((r) => r.record.usersProbed),
       moves: roundsIn.reduce((a, r) => a + r.record.moves, 0), cpuMsMean: roundsIn.reduce((a, r) => a + r.cpuMs, 0) / n,
-      store: storeCost, storeCpuMsMean: storeCost.reduce((a, c) => a + c.cpuMs, 0),
+      store: storeCost, storeCpuMsMean: storeCost.reduce((a, c) => a + c.cpuMs, 0), storeBetween,
       cpuWallRatio: roundsIn.reduce((a, r) => a + r.cpuMs, 0) / Math.max(1, roundsIn.reduce((a, r) => a + (r.record.durationMs ?? 0), 0)),
       plan: m.plan,
     },
@@ -930,6 +939,7 @@ function report(f: ManagerBenchFigures, quick: boolean): string {
   const range = (xs: readonly number[]): string => (xs.length === 0 ? '0' : Math.min(...xs) === Math.max(...xs) ? f0(xs[0]!) : `${f0(Math.min(...xs))}–${f0(Math.max(...xs))}`);
   lines.push(`rounds: ${r.count} ran of ${s.intervals} (${r.missed} missed: the one before still running), ${r.failed} failed; duration p50 ${f0(r.p50Ms)} ms, p95 ${f0(r.p95Ms)} ms, max ${f0(r.maxMs)} ms of a ${f0(r.intervalMs)} ms interval (${f0(r.cpuMsMean)} ms CPU each on average: ${Math.round(r.cpuWallRatio * 100)} % of a core while running); mean stage ms ${STAGES.map((x) => `${x} ${f0(r.stageMeanMs[x] ?? 0)}`).join(', ')}; ${range(r.vmsObserved)} VMs fingerprinted and ${range(r.usersProbed)} users probed per round; ${r.moves} moves planned`);
   lines.push(`round CPU in the store (SQLite + JSON): ${f0(r.storeCpuMsMean)} of ${f0(r.cpuMsMean)} ms per round — ${r.store.slice(0, 8).map((c) => `${c.call} ${f0(c.cpuMs)} ms (${f0(c.calls)} calls, ${f0(c.rows)} rows)`).join('; ')}`);
+  lines.push(`store CPU between rounds (job events recorded): ${f0(r.storeBetween.reduce((a, c) => a + c.cpuMs, 0))} ms per round interval — ${r.storeBetween.slice(0, 5).map((c) => `${c.call} ${f0(c.cpuMs)} ms (${f0(c.calls)} calls)`).join('; ')}`);
   const pl = r.plan;
   if (pl !== null) lines.push(`the last plan record: ${f0(pl.kib)} KiB of JSON — rejections ${f0(pl.rejectedKiB)} KiB (${Object.entries(pl.rejectedByReason).map(([k, n]) => `${f0(n)} ${k}`).join(', ')}), inputs ${f0(pl.inputsKiB)} KiB (${f0(pl.inputVms)} VMs × their users' RTT from every site); ${pl.note ?? ''}`);
   lines.push(`windows: ${f0(f.windows.observed)} observed of ${f0(f.windows.expected)} expected (VMs × intervals), ${f.windows.dropped} dropped, ${f.windows.unattributable} unattributable, ${f.windows.failed} failed to classify`);
