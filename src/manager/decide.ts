@@ -123,7 +123,8 @@ export function snapshotInput(
       }),
     })),
     vms: w.vms.map((v) => ({
-      id: v.id, siteId: v.siteId, hostId: v.hostId, vcpu: v.vcpu, memoryMiB: v.memoryMiB, diskGiB: v.diskGiB,
+      // Placed by site: the planner checks site capacity, the driver picks the host within the site.
+      id: v.id, siteId: v.siteId, hostId: null, vcpu: v.vcpu, memoryMiB: v.memoryMiB, diskGiB: v.diskGiB,
       dirtyRateMiBps: v.dirtyRateMiBps, workingSetMiB: v.workingSetMiB, sensitivity: plannerSensitivity(v, params),
       activity: v.activity, users: normaliseShares(v.users.filter((u) => known.has(u.userId))), pinned: v.pinned,
       excluded: v.excluded || v.migratingJobId !== null, lastMovedAtMs: v.lastMovedAtMs, recentMoves: v.recentMoves,

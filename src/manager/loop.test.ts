@@ -6,8 +6,8 @@ import type { SiteId, VmId } from '../core/ids.js';
 import { linkIdOf } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
 import { systemClock } from '../core/clock.js';
-import { createExecutor, type Executor } from '../migration/executor.js';
-import { isTerminal } from '../migration/job.js';
+import { createExecutor, type Executor, type ExecutorEvent } from '../migration/executor.js';
+import { isTerminal, newJobRecord } from '../migration/job.js';
 import { createSimDriver, realTimers, SimWorld } from '../migration/sim-driver.js';
 import { DEFAULT_PLAN_PARAMS } from '../placement/params.js';
 import { jobStoreOf } from '../store/repos.js';
@@ -282,5 +282,44 @@ describe('the manager loop', () => {
     for (let i = 0; i < 70; i++) r.loop.observe(bulk('bulk1'));
     assert.equal(r.loop.stats.windowsDropped, 6);
     assert.equal(r.loop.stats.windowsPending, 64);
+  });
+
+  it('puts a VM where reconciliation left it: a job that failed with the VM at the destination moves the record there', async () => {
+    const store = await openStore(':memory:');
+    await importInventory(store, inventory);
+    const listeners: ((e: ExecutorEvent) => void)[] = [];
+    const fake = {
+      events: { on: (l: (e: ExecutorEvent) => void) => { listeners.push(l); return () => undefined; } },
+      submit: () => Promise.resolve({ planId: 'p', jobs: [], superseded: [], rejected: [{ vm: 'desk1' as VmId, reason: 'already being moved' }] }),
+      get: () => undefined, list: () => [], settled: () => Promise.resolve(), halt: () => undefined,
+    } as unknown as Executor;
+    const loop = createManagerLoop({
+      store, events: createEventBus(), clock: systemClock, log: silentLogger, replica: 'r', executor: fake, latency: latency(),
+      requestFor: requestForMove(), isLeader: () => true, leader: () => Promise.resolve('r'),
+    }, { mode: 'auto', roundIntervalS: 3600, planner: 'greedy', params: DEFAULT_PLAN_PARAMS });
+    try {
+      const move = { vm: 'desk1' as VmId, from: EAST, to: WEST, kind: 'closer-to-users' as const, benefit: 1, savingMs: 70, costS: 1, bytes: 1, postCopy: false, after: [] };
+      const job = {
+        ...newJobRecord({ id: 'j-1', planId: 'p-none', move, atMs: 1, request: requestForMove()(move, 'j-1', inventory.vms[0]!, inventory.links[0]!, inventory.hosts) }),
+        state: { kind: 'failed' as const, reason: 'switch-over reported an error; the destination runs it', at: 'destination' as const, lost: false },
+      };
+      for (const l of listeners) l({ type: 'job', job });
+      for (let i = 0; i < 100 && (await vm(store, 'desk1')).siteId !== 'west'; i++) await new Promise((r) => setTimeout(r, 10));
+      const d = await vm(store, 'desk1');
+      assert.equal(d.siteId, 'west');
+      assert.equal(d.hostId, 'w1');
+      assert.equal(d.recentMoves, 1);
+
+      // A plan none of whose moves could start ends as done, saying why, instead of staying submitted.
+      loop.observe(video('bulk1'));
+      loop.observe(video('bulk1'));
+      const round = await loop.round('test');
+      const plan = (await store.get<PlanRecord>('plans', round.planId!))!.value;
+      assert.equal(plan.status, 'done');
+      assert.match(plan.note ?? '', /no move started: desk1: already being moved/);
+    } finally {
+      await loop.stop();
+      await store.close();
+    }
   });
 });

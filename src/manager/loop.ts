@@ -12,7 +12,7 @@ import { createSnapshot } from '../core/model.js';
 import { initialState, DEFAULT_HYSTERESIS, type HysteresisParams, type HysteresisState } from '../fingerprint/hysteresis.js';
 import type { MigrationRequest } from '../migration/driver.js';
 import type { Executor, ExecutorEvent, RecheckResult } from '../migration/executor.js';
-import { isTerminal, label, type JobRecord } from '../migration/job.js';
+import { isTerminal, label, owner, type JobRecord } from '../migration/job.js';
 import { planMoves } from '../placement/greedy.js';
 import { planMovesIlp, type LpSolver } from '../placement/ilp.js';
 import { parsePlanParams, type PlanParams } from '../placement/params.js';
@@ -85,7 +85,7 @@ export interface ManagerLoop {
   /** Runs one round now (waits for a round in progress first). */
   round(actor: string): Promise<RoundRecord>;
   /** Re-checks a move just before it starts (the executor's recheck). */
-  recheck(move: Move): Promise<RecheckResult>;
+  recheck(move: Move, job?: JobRecord): Promise<RecheckResult>;
   /** Rounds every settings.roundIntervalS while this replica leads. */
   start(): void;
   /** Stops the timer and waits for a round in progress. */
@@ -152,10 +152,18 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       const d = await store.get<VmRecord>('vms', job.vm);
       if (d !== null && isTerminal(job.state)) {
         const vm = d.value;
-        const done = job.outcome?.status === 'completed' && job.state.kind === 'completed';
-        const at = job.outcome?.runningAt;
-        const next: VmRecord = done && at !== undefined
-          ? { ...vm, siteId: at.siteId, hostId: at.hostId, lastMovedAtMs: clock.nowMs(), recentMoves: vm.recentMoves + 1, migratingJobId: null }
+        // Where the VM runs now: at the destination after a completed job, and also when reconciliation after a
+        // failure or a restart left it there (the outcome may then be missing or say 'failed').
+        const atDestination = owner(job.state) === 'destination' && !(job.state.kind === 'failed' && job.state.lost);
+        const at = atDestination
+          ? (job.outcome !== null && job.outcome.runningAt.siteId === job.move.to ? job.outcome.runningAt : job.request.to)
+          : null;
+        const nowMs = clock.nowMs();
+        const st = await settings();
+        // A streak of moves closer together than the longest cooldown backs off; a move after a long quiet starts afresh.
+        const streak = vm.lastMovedAtMs !== null && nowMs - vm.lastMovedAtMs < st.params.maxCooldownMs ? vm.recentMoves + 1 : 1;
+        const next: VmRecord = at !== null
+          ? { ...vm, siteId: at.siteId, hostId: at.hostId, lastMovedAtMs: nowMs, recentMoves: streak, migratingJobId: null }
           : { ...vm, migratingJobId: vm.migratingJobId === job.id ? null : vm.migratingJobId };
         const saved = await store.put<VmRecord>('vms', vm.id, next);
         events.publish({ type: 'vm', vm: saved.value });
@@ -212,20 +220,29 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
         }
         return o.requestFor(move, jobId, vm, link, values(hosts));
       },
-      recheck: (move) => loop.recheck(move),
-    });
-    const jobs: PlanJobOutcome[] = res.jobs.map((j) => ({ jobId: j.id, vm: j.vm, state: label(j.state) }));
-    await exclusive(async () => {
-      for (const j of res.jobs) {
-        const d = await store.get<VmRecord>('vms', j.vm);
-        if (d !== null && !isTerminal(j.state)) await store.put<VmRecord>('vms', j.vm, { ...d.value, migratingJobId: j.id });
-      }
+      recheck: (move, job) => loop.recheck(move, job),
     });
     for (const r of res.rejected) await audit(r.vm, 'move-not-started', `plan ${plan.id}: ${r.vm} not moved: ${r.reason}`, actor);
     if (res.superseded.length > 0) {
       await audit(plan.id, 'plan-superseded-jobs', `plan ${plan.id} superseded ${res.superseded.length} queued job(s) of older plans: ${res.superseded.join(', ')}`, actor);
     }
-    return { ...plan, jobs: [...plan.jobs.filter((x) => !jobs.some((j) => j.jobId === x.jobId)), ...jobs] };
+    return exclusive(async () => {
+      for (const j of res.jobs) {
+        const d = await store.get<VmRecord>('vms', j.vm);
+        const now = executor.get(j.id) ?? j;
+        if (d !== null && !isTerminal(now.state)) await store.put<VmRecord>('vms', j.vm, { ...d.value, migratingJobId: j.id });
+      }
+      // Job events may have been recorded meanwhile: the stored plan's job states win over the submit's.
+      const stored = (await store.get<PlanRecord>('plans', plan.id))?.value.jobs ?? [];
+      const known = new Map(stored.map((j) => [j.jobId, j]));
+      const jobs: PlanJobOutcome[] = res.jobs.map((j) => known.get(j.id) ?? { jobId: j.id, vm: j.vm, state: label((executor.get(j.id) ?? j).state) });
+      const merged = [...stored.filter((x) => !jobs.some((j) => j.jobId === x.jobId)), ...jobs];
+      const next: PlanRecord = merged.length === 0
+        ? { ...plan, jobs: [], status: 'done', note: `no move started: ${res.rejected.map((r) => `${r.vm}: ${r.reason}`).join('; ') || 'nothing to start'}` }
+        : { ...plan, jobs: merged, status: planStatusAfterJobs(plan.status, merged) };
+      const saved = await store.put<PlanRecord>('plans', plan.id, next, { status: next.status, group: plan.roundId });
+      return saved.value;
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -271,6 +288,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
         return u.id;
       };
       const switched: { vm: VmRecord; point: FingerprintPoint }[] = [];
+      if (!o.isLeader()) throw new AppError('NOT_LEADER', `round ${seq} stopped: ${o.replica} no longer leads`);
       await exclusive(async () => {
         const changed: VmRecord[] = [];
         const points: { key: string; atMs: number; value: FingerprintPoint }[] = [];
@@ -372,7 +390,12 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
         for (const old of await store.list<PlanRecord>('plans', { status: 'recommended', limit: MAX_LIST })) {
           if (old.id === planId) continue;
           const sup: PlanRecord = { ...old.value, status: 'superseded', decidedBy: o.replica, decidedAtMs: startedAtMs, note: `superseded by ${planId}` };
-          await store.put<PlanRecord>('plans', old.id, sup, { status: sup.status, group: old.group });
+          // An operator may approve it meanwhile: then it is no longer ours to supersede.
+          const ok = await store.put<PlanRecord>('plans', old.id, sup, { status: sup.status, group: old.group, expectRev: old.rev }).then(() => true, (e: unknown) => {
+            if (e instanceof AppError && e.code === 'STORE_CONFLICT') return false;
+            throw e;
+          });
+          if (!ok) continue;
           events.publish({ type: 'plan', plan: sup });
           await audit(old.id, 'plan-superseded', `plan ${old.id} superseded by ${planId} before it was approved`, o.replica);
         }
@@ -386,8 +409,13 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
         await audit(r.vm, 'move-rejected', `plan ${planId} does not move ${r.vm}: ${r.reason} (${r.detail})`, o.replica, { planId });
       }
       if (st.mode === 'auto' && plan.moves.length > 0) {
-        planRecord = await submitPlan(planRecord, o.replica);
-        await store.put<PlanRecord>('plans', planId, planRecord, { status: planRecord.status, group: id });
+        if (!o.isLeader()) throw new AppError('NOT_LEADER', `round ${seq} stopped before acting: ${o.replica} no longer leads`);
+        planRecord = await submitPlan(planRecord, o.replica).catch(async (e: unknown) => {
+          // Recorded as ended, not left 'submitted' for ever.
+          const failed: PlanRecord = { ...planRecord, status: 'done', note: `not submitted: ${message(e)}` };
+          await store.put<PlanRecord>('plans', planId, failed, { status: failed.status, group: id });
+          throw e;
+        });
       }
       events.publish({ type: 'plan', plan: planRecord });
       lap('migration');
@@ -466,10 +494,13 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       let plan: PlanRecord = { ...d.value, status: 'approved', decidedBy: actor, decidedAtMs: clock.nowMs() };
       await store.put<PlanRecord>('plans', id, plan, { expectRev: d.rev, status: plan.status, group: d.group });
       await audit(id, 'plan-approved', `${actor} approved plan ${id} (${plan.moves.length} move(s))`, actor);
-      plan = await submitPlan(plan, actor);
-      const saved = await store.put<PlanRecord>('plans', id, plan, { status: plan.status, group: d.group });
-      events.publish({ type: 'plan', plan: saved.value });
-      return saved.value;
+      plan = await submitPlan(plan, actor).catch(async (e: unknown) => {
+        const failed: PlanRecord = { ...plan, status: 'done', note: `approved, but not submitted: ${message(e)}` };
+        await store.put<PlanRecord>('plans', id, failed, { status: failed.status, group: d.group });
+        throw e;
+      });
+      events.publish({ type: 'plan', plan });
+      return plan;
     },
     async rejectPlan(id, actor, reason) {
       if (!o.isLeader()) return notLeader(`reject plan ${id}`);
@@ -505,8 +536,9 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       await putSettings(store, next);
       await audit('manager', 'settings-changed', `${actor} changed the settings: ${JSON.stringify(patch)}`, actor);
       events.publish({ type: 'settings', settings: next });
-      if (patch.roundIntervalS !== undefined && !stopped) {
-        if (timer !== null) clearTimeout(timer);
+      // A round running now schedules the next one from the new settings itself; otherwise re-arm the timer.
+      if (patch.roundIntervalS !== undefined && !stopped && timer !== null) {
+        clearTimeout(timer);
         schedule(next.roundIntervalS * 1000);
       }
       return next;
@@ -545,12 +577,15 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       }
     },
     round,
-    async recheck(move) {
+    async recheck(move, job) {
       const d = await store.get<VmRecord>('vms', move.vm);
       if (d === null) return { ok: false, reason: `${move.vm} is no longer in the inventory` };
       if (d.value.siteId !== move.from) return { ok: false, reason: `${move.vm} is at ${d.value.siteId} now, not at ${move.from}` };
       if (d.value.pinned) return { ok: false, reason: `${move.vm} was pinned to ${d.value.siteId}` };
       if (d.value.excluded) return { ok: false, reason: `${move.vm} was excluded from moves` };
+      if (job !== undefined && d.value.migratingJobId !== null && d.value.migratingJobId !== job.id) {
+        return { ok: false, reason: `${move.vm} is being moved by job ${d.value.migratingJobId}` };
+      }
       return { ok: true };
     },
     start() {

@@ -176,7 +176,11 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
     cleanups.push(() => latency.close());
 
     // Leadership.
-    let leading = false;
+    // Elected: the lease is ours. Ready: the inventory is imported and what was in flight reconciled; only then
+    // does this replica act (or accept changes).
+    let elected = false;
+    let ready = false;
+    const leading = (): boolean => elected && ready;
     let stoppedWith: (why: string) => void = () => undefined;
     const stopped = new Promise<string>((r) => {
       stoppedWith = r;
@@ -187,7 +191,7 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
       store, events, clock, log: log.child({ component: 'loop' }), replica: cfg.replica, executor, latency,
       requestFor: requestForMove(policy),
       ...(o.resolveEndpoint === undefined ? {} : { resolveEndpoint: o.resolveEndpoint }),
-      isLeader: () => leading,
+      isLeader: leading,
       leader: async () => (await store.getLease('manager'))?.holder ?? null,
       solver: cfg.planner === 'ilp' ? await loadHighs() : undefined,
       metrics: {
@@ -230,6 +234,8 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
         await store.append('audit', [{ key: e.vm, atMs: clock.nowMs(), value: { kind: 'migration-reconciled', actor: cfg.replica, message: `after a restart, migration ${e.id} of ${e.vm} was ${e.found}; now ${e.now}: ${e.note}` } }]);
       }
       await store.append('audit', [{ key: 'manager', atMs: clock.nowMs(), value: { kind: 'leader', actor: cfg.replica, message: `${cfg.replica} leads (${reconciled.length} migration(s) reconciled)` } }]);
+      if (!elected) return;
+      ready = true;
       loop.start();
       for (const w of leaderWaiters.splice(0)) w();
     };
@@ -238,19 +244,21 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
       clock, log: log.child({ component: 'leader' }),
       onChange: (isLeader: boolean) => {
         metrics.setLeader(isLeader);
-        if (isLeader && !leading) {
-          leading = true;
+        if (isLeader && !elected) {
+          elected = true;
           log.info('this replica leads now', { replica: cfg.replica });
           becomeLeader().catch((e: unknown) => {
             log.error('taking the lead failed; stepping down', { error: message(e) });
             stoppedWith(`taking the lead failed: ${message(e)}`);
           });
-        } else if (!isLeader && leading && closing) {
-          leading = false;
+        } else if (!isLeader && elected && closing) {
+          elected = false;
+          ready = false;
           log.info('stepped down: stopping', { replica: cfg.replica });
-        } else if (!isLeader && leading) {
+        } else if (!isLeader && elected) {
           // Another replica may act now: stop at once; a supervisor restarts this one as a follower.
-          leading = false;
+          elected = false;
+          ready = false;
           log.error('lost the leadership; stopping so that only one replica acts', { replica: cfg.replica });
           void loop.stop();
           executor.halt();
@@ -259,7 +267,9 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
       },
     });
     const el = elector;
-    cleanups.push(() => el.stop());
+    // Released only after the loop and the executor stopped (cleanups run last-in first-out): a follower
+    // that takes the lease must not meet a migration this replica is still starting.
+    cleanups.splice(1, 0, () => el.stop());
     el.start();
 
     const api = await buildApi({
@@ -275,9 +285,9 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
 
     return {
       url, replica: cfg.replica, store, events, loop, executor, api, tokens, flows, metrics,
-      isLeader: () => leading,
+      isLeader: leading,
       untilLeader: (timeoutMs) => new Promise<void>((resolve, reject) => {
-        if (leading) {
+        if (leading()) {
           resolve();
           return;
         }
