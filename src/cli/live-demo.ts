@@ -111,11 +111,12 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
     stateDir, guest: await ensureGuest(), bootTimeoutMs: 180_000, progress: (l) => say(`  lab: ${l}`),
     ...(o.signal === undefined ? {} : { signal: o.signal }),
   });
-  const started: { manager: RunningManager | null; session: DesktopSession | null; bulkDesk: Desktop | null; procs: SpawnedProcess[] } = {
-    manager: null, session: null, bulkDesk: null, procs: [],
+  const started: { manager: RunningManager | null; session: DesktopSession | null; bulkDesk: Desktop | null; procs: SpawnedProcess[]; stops: (() => void)[] } = {
+    manager: null, session: null, bulkDesk: null, procs: [], stops: [],
   };
   const cleanup = async (): Promise<void> => {
     say('Stopping: the desktop session, the download, the manager and the lab.');
+    for (const stop of started.stops.splice(0)) stop();
     if (started.session !== null) await started.session.close().catch(() => undefined);
     for (const p of started.procs) p.child.kill('SIGKILL');
     if (started.bulkDesk !== null) await started.bulkDesk.stop().catch(() => undefined);
@@ -124,6 +125,9 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
   };
   try {
     const aborted = (): boolean => o.signal?.aborted === true;
+    const checkpoint = (): void => {
+      if (aborted()) throw new AppError('DEMO_STOPPED', 'The demo was stopped (Ctrl-C) while it was setting up; everything it started is removed');
+    };
     const state = lab.state();
     const site = (id: string): string => state.sites.find((s) => s.id === id)!.address;
     const linkRtt = (a: string, b: string): number => state.links.find((l) => (l.a === a && l.b === b) || (l.a === b && l.b === a))?.rttMs ?? NaN;
@@ -147,12 +151,14 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
     });
     started.manager = m;
     await m.untilLeader(30_000);
+    checkpoint();
     say(`Manager up: dashboard ${m.url}/ (open it in a browser), API ${m.url}/v1, docs ${m.url}/docs, metrics ${m.url}/metrics`);
 
     // alice's desktop session through the proxy at her site; bob's download on his desktop.
     say(`alice opens her desktop ${DESK} through the proxy at ${NEAR}; she edits text.`);
     const session = await openDesktopSession(lab, { vm: DESK, user: 'alice', desktopAddress: `${DESK_ADDR}/24` });
     started.session = session;
+    checkpoint();
     await session.desktop.setActivity('text-editing');
     const pollProxy = setInterval(() => {
       session.proxy.control.sessions().then((list) => {
@@ -160,6 +166,7 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
       }).catch(() => undefined);
     }, 1000);
     pollProxy.unref();
+    started.stops.push(() => clearInterval(pollProxy));
     const bulkDesk = await startDesktop({ run: lab.run, name: BULK_VM, address: `${BULK_ADDR}/24`, initialActivity: 'idle' });
     started.bulkDesk = bulkDesk;
     await attachDesktop(bulkDesk, lab.siteNs(FAR), state.bridge, { checkAddress: site(OTHER) });
@@ -167,6 +174,7 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
     started.procs.push(src);
     await sleep(1000);
     started.procs.push(lab.run.spawnIn(bulkDesk.ns, [process.execPath, '-e', BULK_SINK(site(OTHER), BULK_PORT)]));
+    checkpoint();
     say(`bob's ${BULK_VM} downloads a large file from a server at ${OTHER} (about 10 Mbit/s), and does nothing else.`);
 
     // Narrate the manager's decisions.
@@ -199,7 +207,7 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
       track.movedTo = to;
       say(`  the desktop's display followed the VM to ${to} (re-attached in ${r.reattachMs.toFixed(0)} ms); alice's connection to the proxy stays open`);
     }).catch((err: unknown) => say(`  moving the display failed: ${(err as Error).message}`));
-    const unsubscribe = m.events.subscribe(onEvent);
+    started.stops.push(m.events.subscribe(onEvent));
 
     const t0 = Date.now();
     const left = (): number => o.durationS * 1000 - (Date.now() - t0);
@@ -233,8 +241,7 @@ export async function runLiveDemo(o: LiveDemoOptions): Promise<LiveDemoSummary> 
       say(`The dashboard stays live for the rest of the ${o.durationS} s (${Math.round(left() / 1000)} s): ${m.url}/`);
       await sleep(left(), o.signal);
     }
-    unsubscribe();
-    clearInterval(pollProxy);
+    if (aborted()) throw new AppError('DEMO_STOPPED', 'The demo was stopped (Ctrl-C); everything it started is removed');
     const vms = (await m.store.list<{ id: string; siteId: string }>('vms')).map((d) => d.value);
     const moved = vms.filter((v) => v.siteId !== FAR).map((v) => v.id);
     const b = before?.updateMs?.p50 ?? null;

@@ -280,11 +280,16 @@ async function cmdDemo(argv: string[], io: Io): Promise<number> {
   const { runLiveDemo } = await import('./live-demo.js');
   const ac = new AbortController();
   const stop = (): void => {
+    if (ac.signal.aborted) {
+      io.err.write('vmshadow demo: still removing what it started; `vmshadow lab down` also does\n');
+      return;
+    }
     io.err.write('vmshadow demo: stopping (Ctrl-C); removing what it started\n');
     ac.abort();
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // Kept through the clean-up: a second Ctrl-C must not kill the process with the lab still up.
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   try {
     const json = v.json === true;
     const summary = await runLiveDemo({
