@@ -13,9 +13,9 @@ describe('createKeyedSerial()', () => {
       seen.push('a');
       throw new Error('a failed');
     });
-    const b = serial('k', async () => {
+    const b = serial('k', () => {
       seen.push('b');
-      return 2;
+      return Promise.resolve(2);
     });
     await assert.rejects(a, /a failed/);
     assert.equal(await b, 2);
@@ -29,8 +29,9 @@ describe('createKeyedSerial()', () => {
       await tick(30);
       seen.push('x');
     });
-    await serial('y', async () => {
+    await serial('y', () => {
       seen.push('y');
+      return Promise.resolve();
     });
     await slow;
     assert.deepEqual(seen, ['y', 'x']);

@@ -133,8 +133,8 @@ export function snapshotInput(
   };
 }
 
-/** Rejections too common to keep one by one (every idle VM has one each round): counted instead. */
-export const COUNTED_REJECTIONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['insensitive', 'no-users']);
+/** Rejections too common to keep one by one (every idle VM, every VM already at its best site, each round): counted instead. */
+export const COUNTED_REJECTIONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['insensitive', 'no-users', 'already-best']);
 
 /**
  * A plan's inputs, for the audit trail: the VMs it moved or considered (not the thousands of idle ones),

@@ -168,7 +168,8 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
         const saved = await store.put<VmRecord>('vms', vm.id, next);
         events.publish({ type: 'vm', vm: saved.value });
       }
-      const p = await store.get<PlanRecord>('plans', job.planId);
+      // The plan records each job's end (live states are the migrations' own): one rewrite per job, not per phase.
+      const p = isTerminal(job.state) ? await store.get<PlanRecord>('plans', job.planId) : null;
       if (p !== null) {
         const jobs = p.value.jobs.some((j) => j.jobId === job.id)
           ? p.value.jobs.map((j) => (j.jobId === job.id ? { ...j, state: label(job.state) } : j))
@@ -289,14 +290,19 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       };
       const switched: { vm: VmRecord; point: FingerprintPoint }[] = [];
       if (!o.isLeader()) throw new AppError('NOT_LEADER', `round ${seq} stopped: ${o.replica} no longer leads`);
+      let vmsNow: VmRecord[] = [];
       await exclusive(async () => {
         const changed: VmRecord[] = [];
         const points: { key: string; atMs: number; value: FingerprintPoint }[] = [];
+        vmsNow = values(await store.list<VmRecord>('vms', { limit: MAX_LIST }));
+        const byId = new Map(vmsNow.map((v, i) => [v.id, i]));
         for (const [vmId, ws] of windows) {
-          const d = await store.get<VmRecord>('vms', vmId);
-          if (d === null) continue;
-          const prev = hstates.get(vmId) ?? seedState(d.value);
-          const up = fingerprintVm(d.value, prev, ws, userIdOf, startedAtMs, hyst);
+          const i = byId.get(vmId);
+          if (i === undefined) continue;
+          const cur = vmsNow[i]!;
+          const prev = hstates.get(vmId) ?? seedState(cur);
+          const up = fingerprintVm(cur, prev, ws, userIdOf, startedAtMs, hyst);
+          vmsNow[i] = up.vm;
           hstates.set(vmId, up.state);
           changed.push(up.vm);
           points.push({ key: vmId, atMs: startedAtMs, value: up.point });
@@ -318,8 +324,8 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       }
       lap('fingerprint');
 
-      // Latency: probe every user of a VM from every site.
-      const vms = values(await store.list<VmRecord>('vms', { limit: MAX_LIST }));
+      // Latency: probe every user of a VM from every site (users as the fingerprint stage just left them).
+      const vms = vmsNow;
       const byUser = new Map<UserId, VmId[]>();
       for (const v of vms) for (const u of v.users) byUser.set(u.userId, [...(byUser.get(u.userId) ?? []), v.id]);
       const allUsers = [...users.values(), ...newUsers.values()];
@@ -340,7 +346,10 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
             networkChanges.push(next);
           }
           for (const [siteId, x] of Object.entries(r.rtt)) {
-            if (x.source === 'probe' && x.atMs >= startedAtMs - 1) rttPoints.push({ key: u.id, atMs: x.atMs, value: { siteId: siteId as RttPoint['siteId'], rttMs: x.rttMs, source: x.source } });
+            // History keeps changes: a fresh probe that moved the estimate by a millisecond or more.
+            const prev = u.rtt[siteId];
+            const changed = prev === undefined || prev.source !== x.source || Math.abs(prev.rttMs - x.rttMs) >= 1;
+            if (x.source === 'probe' && x.atMs >= startedAtMs - 1 && changed) rttPoints.push({ key: u.id, atMs: x.atMs, value: { siteId: siteId as RttPoint['siteId'], rttMs: x.rttMs, source: x.source } });
           }
         }
         updatedUsers.push(next);
