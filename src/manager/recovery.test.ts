@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../testing/ports.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { systemClock } from '../core/clock.js';
@@ -31,14 +31,6 @@ const B: Placement = { siteId: siteId('site-b'), hostId: hostId('b1') };
 const VMS = [{ name: 'rc-one', ip: '10.77.0.31' }, { name: 'rc-two', ip: '10.77.0.32' }];
 const ALICE = '10.9.0.21';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function video(ip: string): ReturnType<typeof conversation> {
   return conversation({ vm: ip, remote: ALICE, vmPort: 5900, remotePort: 52000, seconds: 10, ppsOut: 1600, ppsIn: 140, sizeOut: 1400, sizeIn: 60, startMs: Date.now() - 10_000 });

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../testing/ports.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startTestPostgres, testPostgresAvailable, type TestPostgres } from '../testing/postgres.js';
@@ -17,14 +17,6 @@ const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const TOKEN = 'replica-admin-token-0123456789';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const skip = (await testPostgresAvailable()) ? false : 'PostgreSQL is not installed';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface Health { leader: boolean; replica: string; store: string }
 

@@ -3,10 +3,10 @@
 // fsync off. Nothing outside the directory is touched; stop() ends the server by its pid and removes it.
 // With VMSHADOW_TEST_PG_URL set (a server CI or a developer already runs), that server is used instead and
 // every call gets fresh databases, dropped again by stop().
+import { freePort } from './ports.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chown, mkdtemp, rm, stat } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,18 +93,6 @@ async function useGivenServer(adminUrl: string): Promise<TestPostgres> {
       for (const name of made.splice(0)) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** The postgres OS user's uid and gid when we are root (postgres refuses to run as root); null otherwise. */
