@@ -346,13 +346,34 @@ async function latencySource(cfg: ManagerConfig, sites: readonly SiteRecord[], l
     params: { probeTimeoutMs: cfg.probeTimeoutMs, defaultPort: cfg.probePort },
   });
   const svc = service;
+  // Probes run at most every probeIntervalS (rounds may come faster); a user not probed yet is probed at once.
+  let lastProbeAtMs = Number.NEGATIVE_INFINITY;
+  const lastRows = new Map<string, UserLatency>();
   return {
     async probeRound(users) {
+      const nowMs = clock.nowMs();
+      const due = nowMs - lastProbeAtMs >= cfg.probeIntervalS * 1000;
+      const toProbe = due ? users : users.filter((u) => !lastRows.has(u.id));
       const out = new Map<string, UserLatency>();
-      const round = await svc.probeRound(users.map((u) => ({
-        userId: u.id, endpoint: u.endpoint, ...(u.country === null ? {} : { country: u.country }), configuredRttMs: configured(u),
-      })));
-      for (const r of round.rows) out.set(r.userId, { rtt: r.rtt, networkChanged: r.networkChanged, country: r.country });
+      if (toProbe.length > 0) {
+        const round = await svc.probeRound(toProbe.map((u) => ({
+          userId: u.id, endpoint: u.endpoint, ...(u.country === null ? {} : { country: u.country }), configuredRttMs: configured(u),
+        })));
+        if (due) lastProbeAtMs = nowMs;
+        for (const r of round.rows) {
+          const row: UserLatency = { rtt: r.rtt, networkChanged: r.networkChanged, country: r.country };
+          out.set(r.userId, row);
+          lastRows.set(r.userId, { ...row, networkChanged: false });
+        }
+      }
+      for (const u of users) {
+        const cached = lastRows.get(u.id);
+        if (!out.has(u.id) && cached !== undefined) out.set(u.id, cached);
+      }
+      if (due) {
+        const present = new Set<string>(users.map((u) => u.id));
+        for (const id of [...lastRows.keys()]) if (!present.has(id)) lastRows.delete(id);
+      }
       return out;
     },
     close: () => svc.close(),
