@@ -21,7 +21,7 @@ import type {
   AuditEvent, FingerprintPoint, HostRecord, LinkRecord, PlanJobOutcome, PlanRecord, RoundRecord, RoundStage, RttPoint,
   Settings, SiteRecord, UserRecord, UserSiteRtt, VmRecord,
 } from '../store/records.js';
-import { getSettings, putSettings } from '../store/repos.js';
+import { getSettings, listAll, putSettings } from '../store/repos.js';
 import type { Doc, Store } from '../store/store.js';
 import type { ManagerControl, SettingsPatch } from './control.js';
 import {
@@ -93,8 +93,6 @@ export interface ManagerLoop {
   readonly stats: { windowsDropped: number; windowsPending: number; rounds: number };
 }
 
-export const DEFAULT_ROUND_INTERVAL_S = 300;
-const MAX_LIST = 100_000;
 
 function newId(prefix: string, atMs: number): string {
   return `${prefix}-${atMs.toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -206,7 +204,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
   // Submitting a plan's moves
 
   async function submitPlan(plan: PlanRecord, actor: string): Promise<PlanRecord> {
-    const [hosts, links] = await Promise.all([store.list<HostRecord>('hosts', { limit: MAX_LIST }), store.list<LinkRecord>('links', { limit: MAX_LIST })]);
+    const [hosts, links] = await Promise.all([listAll<HostRecord>(store, 'hosts'), listAll<LinkRecord>(store, 'links')]);
     const vmDocs = await Promise.all(plan.moves.map((m) => store.get<VmRecord>('vms', m.vm)));
     const vmOf = new Map<VmId, VmRecord>();
     for (const d of vmDocs) if (d !== null) vmOf.set(d.value.id, d.value);
@@ -276,7 +274,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       lap('telemetry');
 
       // Fingerprint: hysteresis over each VM's windows; users named by the address their sessions come from.
-      const users = new Map<string, UserRecord>(values(await store.list<UserRecord>('users', { limit: MAX_LIST })).map((u) => [u.endpoint, u]));
+      const users = new Map<string, UserRecord>(values(await listAll<UserRecord>(store, 'users')).map((u) => [u.endpoint, u]));
       const newUsers = new Map<string, UserRecord>();
       const userIdOf = (endpoint: string): UserId => {
         const known = users.get(endpoint) ?? newUsers.get(endpoint);
@@ -294,7 +292,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       await exclusive(async () => {
         const changed: VmRecord[] = [];
         const points: { key: string; atMs: number; value: FingerprintPoint }[] = [];
-        vmsNow = values(await store.list<VmRecord>('vms', { limit: MAX_LIST }));
+        vmsNow = values(await listAll<VmRecord>(store, 'vms'));
         const byId = new Map(vmsNow.map((v, i) => [v.id, i]));
         for (const [vmId, ws] of windows) {
           const i = byId.get(vmId);
@@ -368,9 +366,9 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
 
       // Placement.
       const [sites, hosts, links, freshVms, freshUsers] = await Promise.all([
-        store.list<SiteRecord>('sites', { limit: MAX_LIST }), store.list<HostRecord>('hosts', { limit: MAX_LIST }),
-        store.list<LinkRecord>('links', { limit: MAX_LIST }), store.list<VmRecord>('vms', { limit: MAX_LIST }),
-        store.list<UserRecord>('users', { limit: MAX_LIST }),
+        listAll<SiteRecord>(store, 'sites'), listAll<HostRecord>(store, 'hosts'),
+        listAll<LinkRecord>(store, 'links'), listAll<VmRecord>(store, 'vms'),
+        listAll<UserRecord>(store, 'users'),
       ]);
       const vmById = new Map(values(freshVms).map((v) => [v.id, v]));
       const params: PlanParams = { ...st.params, pinned: [], excluded: [] };
@@ -396,7 +394,7 @@ export function createManagerLoop(o: ManagerLoopOptions, defaults: Settings): Ma
       await store.put<PlanRecord>('plans', planId, planRecord, { status: planRecord.status, group: id });
       if (plan.moves.length > 0 && st.mode !== 'dry-run') {
         // A newer plan supersedes recommendations not acted on (OpenStack Watcher's action plans).
-        for (const old of await store.list<PlanRecord>('plans', { status: 'recommended', limit: MAX_LIST })) {
+        for (const old of await listAll<PlanRecord>(store, 'plans', { status: 'recommended' })) {
           if (old.id === planId) continue;
           const sup: PlanRecord = { ...old.value, status: 'superseded', decidedBy: o.replica, decidedAtMs: startedAtMs, note: `superseded by ${planId}` };
           // An operator may approve it meanwhile: then it is no longer ours to supersede.

@@ -1,6 +1,6 @@
 // The typed shapes the manager keeps in the store (as document values and log entries), read back by the
 // API, the CLI and the dashboard. Plain JSON.
-import type { ActivityClass, Link, Site } from '../core/model.js';
+import type { ActivityClass, Link, Site, Vm, VmUser } from '../core/model.js';
 import type { HostId, SiteId, UserId, VmId } from '../core/ids.js';
 import type { PlanParams } from '../placement/params.js';
 import type { Move, Rejection } from '../placement/plan.js';
@@ -17,34 +17,20 @@ export interface HostRecord {
 
 export type LinkRecord = Link;
 
-export interface VmUserShare {
-  readonly userId: UserId;
-  readonly share: number;
-}
+/** A user of a VM and their share of its interactive traffic (the model's own). */
+export type VmUserShare = VmUser;
 
-export interface VmRecord {
-  readonly id: VmId;
+/**
+ * A VM as the manager keeps it: the planner's view (core/model.ts Vm: placement, size, the latest
+ * fingerprint's sensitivity and activity, users, flags, moves) plus what the manager learns and shows.
+ */
+export interface VmRecord extends Vm {
   readonly name: string;
-  readonly siteId: SiteId;
-  readonly hostId: HostId | null;
-  readonly vcpu: number;
-  readonly memoryMiB: number;
-  readonly diskGiB: number;
-  readonly dirtyRateMiBps: number;
-  readonly workingSetMiB: number;
   /** The addresses (IPv4/IPv6, MAC) its flows are attributed by. */
   readonly addresses: readonly string[];
-  readonly pinned: boolean;
-  readonly excluded: boolean;
-  readonly lastMovedAtMs: number | null;
-  readonly recentMoves: number;
-  readonly diskDeltaGiB: Readonly<Record<string, number>>;
-  /** The latest fingerprint (after hysteresis); sensitivity 0 and 'background' until one exists. */
-  readonly sensitivity: number;
+  /** The latest fingerprint's verdict after hysteresis (sensitivity 0, 'background', no users until one exists). */
   readonly sensitive: boolean;
-  readonly activity: ActivityClass;
   readonly reasons: readonly string[];
-  readonly users: readonly VmUserShare[];
   readonly fingerprintAtMs: number | null;
   /** The job moving it now, if any. */
   readonly migratingJobId: string | null;
