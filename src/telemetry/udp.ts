@@ -1,7 +1,11 @@
 import { createSocket, type Socket } from 'node:dgram';
-import { InputError } from '../core/errors.js';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { AppError, InputError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
+import { silentLogger, type Logger } from '../core/logger.js';
 import type { CollectorCore } from './collector.js';
+import { loadNativeUdp, META, type NativeUdp, type NativeUdpError, type NativeUdpHandle } from './udp-native.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -26,18 +30,208 @@ export async function untilQuiet(count: () => number, quietMs: number): Promise<
   }
 }
 
+/** How datagrams are received: the native recvmmsg addon, Node's dgram, or the addon when it loads. */
+export type UdpReceive = 'auto' | 'native' | 'dgram';
+
+/** Reads a receive mode (VMSHADOW_UDP_RECEIVE, read by the callers): unset or empty is 'auto'. */
+export function parseUdpReceive(s: string | undefined, field = 'VMSHADOW_UDP_RECEIVE'): UdpReceive {
+  if (s === undefined || s === '') return 'auto';
+  if (s === 'auto' || s === 'native' || s === 'dgram') return s;
+  throw new InputError(field, s, "must be 'auto', 'native' or 'dgram'");
+}
+
+export interface UdpStats {
+  /** Datagrams received, truncated ones included. */
+  datagrams: number;
+  /** Datagrams longer than a receive slot: counted and dropped, never ingested. */
+  truncated: number;
+  /** JavaScript calls that delivered datagrams: one per recvmmsg batch natively, one per datagram on dgram. */
+  batches: number;
+}
+
 export interface UdpCollector {
   readonly address: ListenAddress;
+  /** Which receive path this socket uses. */
+  readonly path: 'native' | 'dgram';
+  stats(): UdpStats;
+  /** Stops receiving and ticking; safe to call more than once. */
   close(): Promise<void>;
 }
 
-/** Puts a CollectorCore on a UDP socket; ticks it every tickMs so windows close on time. */
-export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: { tickMs?: number; recvBufferBytes?: number; onError?: (e: unknown) => void } = {}): Promise<UdpCollector> {
-  const sock: Socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: opts.recvBufferBytes ?? 32 * 1024 * 1024 });
+export interface ListenUdpOptions {
+  tickMs?: number;
+  recvBufferBytes?: number;
+  onError?: (e: unknown) => void;
+  /** Default 'auto': the native path when its addon loads, else dgram (logged once, with the reason). */
+  receive?: UdpReceive;
+  log?: Logger;
+  /** Where the addon is (tests); default dist/native/udp_recv.node. */
+  nativePath?: string;
+}
+
+const DEFAULT_RECV_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Truncation warnings: the first, then at most one per this many ms with the count in between. */
+const TRUNCATED_LOG_EVERY_MS = 10_000;
+
+const listenText = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+/**
+ * Puts a CollectorCore on a UDP socket; ticks it every tickMs so windows close on time. The datagrams
+ * come through the native recvmmsg path (a batch per JavaScript call) or Node's dgram (a call per
+ * datagram); the core sees the same ingest(datagram, "address:port", nowMs) either way.
+ */
+export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: ListenUdpOptions = {}): Promise<UdpCollector> {
+  const log = opts.log ?? silentLogger;
+  const receive = opts.receive ?? 'auto';
+  if (receive !== 'dgram') {
+    const native = loadNativeUdp(opts.nativePath);
+    if (native.ok) {
+      log.info('UDP receive path: native recvmmsg', { path: 'native', why: receive === 'native' ? 'asked for' : `the addon loaded (${native.path})`, listen: listenText(at.host, at.port) });
+      return listenNative(native.addon, core, at, clock, opts, log);
+    }
+    if (receive === 'native') {
+      throw new AppError('UDP_NATIVE_UNAVAILABLE', `Cannot receive UDP on the native path as asked: ${native.reason}; the dgram path works without it (receive 'auto' or 'dgram')`);
+    }
+    log.info('UDP receive path: Node dgram', { path: 'dgram', why: `native addon unavailable: ${native.reason}`, listen: listenText(at.host, at.port) });
+  } else {
+    log.info('UDP receive path: Node dgram', { path: 'dgram', why: 'asked for', listen: listenText(at.host, at.port) });
+  }
+  return listenDgram(core, at, clock, opts);
+}
+
+/** Ticks the core every tickMs; errors are reported, not fatal. */
+function startTicking(core: CollectorCore, clock: Clock, opts: ListenUdpOptions): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    try {
+      core.tick(clock.nowMs());
+    } catch (e) {
+      opts.onError?.(e);
+    }
+  }, opts.tickMs ?? 1000);
+  timer.unref();
+  return timer;
+}
+
+interface NameEntry {
+  family: number;
+  port: number;
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
+  name: string;
+}
+
+/**
+ * Exporter names ("address:port", "[v6]:port") by source, made once per exporter rather than once per
+ * datagram: the same string object then makes the collector's per-exporter lookups cheap.
+ */
+class ExporterNames {
+  private readonly byKey = new Map<number, NameEntry>();
+  private last: NameEntry | null = null;
+
+  constructor(private readonly format: (family: number, w0: number, w1: number, w2: number, w3: number) => string) {}
+
+  get(family: number, port: number, w0: number, w1: number, w2: number, w3: number): string {
+    const l = this.last;
+    if (l !== null && l.port === port && l.w0 === w0 && l.w1 === w1 && l.w2 === w2 && l.w3 === w3 && l.family === family) return l.name;
+    // An IPv4 source and port make an exact key; an IPv6 one a hash, checked against the entry.
+    const key = family === 4
+      ? (w0 >>> 0) * 65536 + port
+      : 2 ** 48 + ((Math.imul(w0, 0x9e3779b1) ^ Math.imul(w1, 0x85ebca6b) ^ Math.imul(w2, 0xc2b2ae35) ^ w3) >>> 0) * 65536 + port;
+    let e = this.byKey.get(key);
+    if (e === undefined || e.port !== port || e.w0 !== w0 || e.w1 !== w1 || e.w2 !== w2 || e.w3 !== w3 || e.family !== family) {
+      const address = family === 4 || family === 6 ? this.format(family, w0, w1, w2, w3) : 'unknown';
+      e = { family, port, w0, w1, w2, w3, name: family === 6 ? `[${address}]:${port}` : `${address}:${port}` };
+      if (this.byKey.size >= 4096) this.byKey.clear();
+      this.byKey.set(key, e);
+    }
+    this.last = e;
+    return e.name;
+  }
+}
+
+async function listenNative(addon: NativeUdp, core: CollectorCore, at: ListenAddress, clock: Clock, opts: ListenUdpOptions, log: Logger): Promise<UdpCollector> {
+  let host = at.host;
+  if (isIP(host) === 0) {
+    try {
+      host = (await lookup(host, { family: 4 })).address;
+    } catch (e) {
+      throw new InputError('--listen', listenText(at.host, at.port), `cannot be bound: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    }
+  }
+  const stats: UdpStats = { datagrams: 0, truncated: 0, batches: 0 };
+  const names = new ExporterNames(addon.formatAddress);
+  const M = addon.metaInts;
+  let truncatedLog = { atMs: -Infinity, suppressed: 0 };
+  // Set once open() returns; onBatch cannot run before (it runs from the event loop).
+  let bytes = new Uint8Array(0);
+  let meta = new Int32Array(0);
+  let slotBytes = 0;
+  const onBatch = (count: number): void => {
+    stats.batches++;
+    const nowMs = clock.nowMs();
+    for (let i = 0; i < count; i++) {
+      const o = i * M;
+      stats.datagrams++;
+      if (meta[o + META.truncated] !== 0) {
+        stats.truncated++;
+        if (nowMs - truncatedLog.atMs >= TRUNCATED_LOG_EVERY_MS) {
+          log.warn('dropped a UDP datagram longer than a receive slot', { slotBytes, truncated: stats.truncated, suppressedSinceLast: truncatedLog.suppressed });
+          truncatedLog = { atMs: nowMs, suppressed: 0 };
+        } else {
+          truncatedLog.suppressed++;
+        }
+        continue;
+      }
+      const a = o + META.addr0;
+      const name = names.get(meta[o + META.family]!, meta[o + META.port]!, meta[a]!, meta[a + 1]!, meta[a + 2]!, meta[a + 3]!);
+      const start = i * slotBytes;
+      try {
+        core.ingest(bytes.subarray(start, start + meta[o + META.length]!), name, nowMs);
+      } catch (e) {
+        // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
+        opts.onError?.(e);
+      }
+    }
+  };
+  let h: NativeUdpHandle;
+  try {
+    h = addon.open({ host, port: at.port, recvBufferBytes: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES }, onBatch,
+      (e: NativeUdpError) => opts.onError?.(e));
+  } catch (e) {
+    throw new InputError('--listen', listenText(at.host, at.port), `cannot be bound: ${(e as NativeUdpError).code ?? (e as Error).message}`, { cause: e });
+  }
+  bytes = new Uint8Array(h.buffer);
+  meta = new Int32Array(h.meta);
+  slotBytes = h.slotBytes;
+  const timer = startTicking(core, clock, opts);
+  let closing: Promise<void> | null = null;
+  return {
+    address: { host: h.address, port: h.port },
+    path: 'native',
+    stats: () => ({ ...stats }),
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        clearInterval(timer);
+        addon.close(h);
+        // libuv finishes closing the poll handle on the next loop turn.
+        setImmediate(resolve);
+      });
+      return closing;
+    },
+  };
+}
+
+async function listenDgram(core: CollectorCore, at: ListenAddress, clock: Clock, opts: ListenUdpOptions): Promise<UdpCollector> {
+  const sock: Socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES });
+  const stats: UdpStats = { datagrams: 0, truncated: 0, batches: 0 };
   // The exporter's name, "address:port", made once per exporter rather than once per datagram: the
   // same string object then makes the collector's per-exporter lookups cheap.
   const names = new Map<number, { address: string; name: string }>();
   sock.on('message', (msg, rinfo) => {
+    stats.datagrams++;
+    stats.batches++;
     let known = names.get(rinfo.port);
     if (known === undefined || known.address !== rinfo.address) {
       known = { address: rinfo.address, name: rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}` };
@@ -61,24 +255,23 @@ export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: C
     });
   } catch (e) {
     sock.close();
-    throw new InputError('--listen', `${at.host}:${at.port}`, `cannot be bound: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new InputError('--listen', listenText(at.host, at.port), `cannot be bound: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
   // After bind, a socket error (rare: ICMP errors, resource limits) is reported, not fatal.
   sock.on('error', (e) => opts.onError?.(e));
-  const timer = setInterval(() => {
-    try {
-      core.tick(clock.nowMs());
-    } catch (e) {
-      opts.onError?.(e);
-    }
-  }, opts.tickMs ?? 1000);
-  timer.unref();
+  const timer = startTicking(core, clock, opts);
   const a = sock.address();
+  let closing: Promise<void> | null = null;
   return {
     address: { host: a.address, port: a.port },
-    close: () => new Promise<void>((resolve) => {
-      clearInterval(timer);
-      sock.close(() => resolve());
-    }),
+    path: 'dgram',
+    stats: () => ({ ...stats }),
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        clearInterval(timer);
+        sock.close(() => resolve());
+      });
+      return closing;
+    },
   };
 }
