@@ -67,6 +67,8 @@ export interface ListenUdpOptions {
   log?: Logger;
   /** Where the addon is (tests); default dist/native/udp_recv.node. */
   nativePath?: string;
+  /** Native receive slot size (tests; default 65,536, which no UDP datagram exceeds). */
+  nativeSlotBytes?: number;
 }
 
 const DEFAULT_RECV_BUFFER_BYTES = 32 * 1024 * 1024;
@@ -197,7 +199,7 @@ async function listenNative(addon: NativeUdp, core: CollectorCore, at: ListenAdd
   };
   let h: NativeUdpHandle;
   try {
-    h = addon.open({ host, port: at.port, recvBufferBytes: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES }, onBatch,
+    h = addon.open({ host, port: at.port, recvBufferBytes: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES, ...(opts.nativeSlotBytes === undefined ? {} : { slotBytes: opts.nativeSlotBytes }) }, onBatch,
       (e: NativeUdpError) => opts.onError?.(e));
   } catch (e) {
     throw new InputError('--listen', listenText(at.host, at.port), `cannot be bound: ${(e as NativeUdpError).code ?? (e as Error).message}`, { cause: e });
