@@ -12,6 +12,9 @@ export type SplitSide = 'tune' | 'held-out';
 
 export const SPLIT_SEED = 'vmshadow-fingerprint-split-v1';
 
+/** The nDPI 4.2 set's seed (fixtures/ndpi42/): the same rule, a seed of its own, chosen before its labels were made. */
+export const NDPI42_SPLIT_SEED = 'vmshadow-fingerprint-split-ndpi42-v1';
+
 /** FNV-1a, 32 bits, over the UTF-16 code units (the file names here are ASCII). */
 export function fnv1a32(text: string): number {
   let h = 0x811c9dc5;
