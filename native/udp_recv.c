@@ -303,7 +303,7 @@ out:
 // ---- open ------------------------------------------------------------------------------------------
 
 /**
- * open({ host, port, recvBufferBytes?, slots?, slotBytes?, maxBatches? }, onBatch(count), onError(err))
+ * open({ host, port, recvBufferBytes?, forceRecvBuffer? (0/1, default 1), slots?, slotBytes?, maxBatches? }, onBatch(count), onError(err))
  * → { port, address, family, recvBufferBytes, forced, buffer: ArrayBuffer, meta: ArrayBuffer, slots, slotBytes }
  * host must be a numeric IPv4 or IPv6 address. Throws an Error with code "EADDRINUSE" etc. when bind fails.
  */
@@ -325,8 +325,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "udp_recv.open: options.host must be a string");
     return NULL;
   }
-  uint32_t port, rcvbuf, slots, slot_bytes, max_batches;
+  uint32_t port, rcvbuf, slots, slot_bytes, max_batches, may_force;
   if (get_u32_prop(env, argv[0], "port", 0, &port) || get_u32_prop(env, argv[0], "recvBufferBytes", 0, &rcvbuf) ||
+      get_u32_prop(env, argv[0], "forceRecvBuffer", 1, &may_force) ||
       get_u32_prop(env, argv[0], "slots", 64, &slots) || get_u32_prop(env, argv[0], "slotBytes", 65536, &slot_bytes) ||
       get_u32_prop(env, argv[0], "maxBatches", 16, &max_batches) || port > 65535 || slots < 1 || slots > MAX_SLOTS ||
       slot_bytes < 1 || slot_bytes > MAX_SLOT_BYTES || max_batches < 1 || rcvbuf > INT32_MAX) {
@@ -366,7 +367,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   int forced = 0;
   if (rcvbuf > 0) {
     int v = (int)rcvbuf;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) == 0) forced = 1;
+    // As root, SO_RCVBUFFORCE goes past net.core.rmem_max; otherwise (EPERM) SO_RCVBUF, capped by it.
+    if (may_force && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) == 0) forced = 1;
     else if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) != 0) {
       int err = errno;
       close(fd);

@@ -27,6 +27,8 @@ export interface NativeUdpOpenOptions {
   host: string;
   port: number;
   recvBufferBytes?: number;
+  /** 1 (default): as root, SO_RCVBUFFORCE sets the buffer past net.core.rmem_max; 0: SO_RCVBUF only, capped by it. */
+  forceRecvBuffer?: 0 | 1;
   /** Datagrams per recvmmsg call (default 64). */
   slots?: number;
   /** Bytes per datagram slot (default 65,536: no UDP datagram is cut). */

@@ -61,6 +61,11 @@ export interface UdpCollector {
 export interface ListenUdpOptions {
   tickMs?: number;
   recvBufferBytes?: number;
+  /**
+   * Native path, as root: set the receive buffer past net.core.rmem_max (SO_RCVBUFFORCE; default true).
+   * dgram cannot: its buffer is always capped by rmem_max.
+   */
+  forceRecvBuffer?: boolean;
   onError?: (e: unknown) => void;
   /** Default 'auto': the native path when its addon loads, else dgram (logged once, with the reason). */
   receive?: UdpReceive;
@@ -199,7 +204,7 @@ async function listenNative(addon: NativeUdp, core: CollectorCore, at: ListenAdd
   };
   let h: NativeUdpHandle;
   try {
-    h = addon.open({ host, port: at.port, recvBufferBytes: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES, ...(opts.nativeSlotBytes === undefined ? {} : { slotBytes: opts.nativeSlotBytes }) }, onBatch,
+    h = addon.open({ host, port: at.port, recvBufferBytes: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES, forceRecvBuffer: opts.forceRecvBuffer === false ? 0 : 1, ...(opts.nativeSlotBytes === undefined ? {} : { slotBytes: opts.nativeSlotBytes }) }, onBatch,
       (e: NativeUdpError) => opts.onError?.(e));
   } catch (e) {
     throw new InputError('--listen', listenText(at.host, at.port), `cannot be bound: ${(e as NativeUdpError).code ?? (e as Error).message}`, { cause: e });
