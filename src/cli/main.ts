@@ -17,8 +17,7 @@ import { fmtBytes, fmtNum, table } from './format.js';
 import { simulationReport } from './report.js';
 import { progressBar } from './progress.js';
 import { runDemo } from './demo.js';
-import { formatEvaluation } from '../fingerprint/evaluate.js';
-import { evaluateCaptures, fingerprintCapture, runCollect } from './telemetry.js';
+import { evaluateCaptures, fingerprintCapture, formatSets, runCollect } from './telemetry.js';
 import { cmdLab } from './lab.js';
 import { isManageCommand, runManage } from './manage.js';
 
@@ -33,7 +32,8 @@ Usage:
   vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
   vmshadow bench placement|telemetry|proxy|manager [--quick] [--json] [--out FILE]
   vmshadow fingerprint --pcap FILE --vm IP [--json]       verdict from flow records (softflowd → our collector)
-  vmshadow fingerprint --evaluate [--traffic-dir DIR]     accuracy on the labelled captures
+  vmshadow fingerprint --evaluate [--traffic-dir DIR] [--ndpi-dir DIR] [--fixtures]
+                                                          accuracy on both labelled sets (shared 50, nDPI 4.2)
   vmshadow collect --listen ADDR:PORT [--inventory FILE] [--window-s N] [--duration-s N] [--json]
   vmshadow lab up [--config FILE] [--sites N] [--flow-collector PORT] [--state-dir DIR] [--json]
   vmshadow lab status [--json] | vmshadow lab down       a multi-site cloud of QEMU guests on this machine (root)
@@ -46,7 +46,7 @@ Errors in input exit with code 2 and name the field; other failures exit 1.
 
 /** The labelled captures live in ../shared beside the checkout; their labels are kept with the fixtures. */
 const DEFAULT_TRAFFIC_DIR = fileURLToPath(new URL('../../../../shared/data/traffic/pcap/', import.meta.url));
-const LABELS_FILE = fileURLToPath(new URL('../../../src/fingerprint/fixtures/labels.json', import.meta.url));
+const DEFAULT_NDPI_DIR = '/work/cache/nDPI-4.2/tests/pcap';
 
 interface Io {
   out: (s: string) => void;
@@ -314,12 +314,18 @@ async function cmdDemo(argv: string[], io: Io): Promise<number> {
 async function cmdFingerprint(argv: string[], io: Io): Promise<void> {
   const v = args(argv, {
     pcap: { type: 'string' }, vm: { type: 'string' }, json: { type: 'boolean', default: false },
-    evaluate: { type: 'boolean', default: false }, 'traffic-dir': { type: 'string' },
+    evaluate: { type: 'boolean', default: false }, 'traffic-dir': { type: 'string' }, 'ndpi-dir': { type: 'string' },
+    fixtures: { type: 'boolean', default: false },
   });
   if (v.evaluate === true) {
-    const dir = typeof v['traffic-dir'] === 'string' ? v['traffic-dir'] : DEFAULT_TRAFFIC_DIR;
-    const e = await evaluateCaptures(dir, LABELS_FILE);
-    io.out(v.json === true ? JSON.stringify({ heldOut: e.heldOut, tune: e.tune, all: e.all, rows: e.rows }) + '\n' : formatEvaluation(e) + '\n');
+    const sets = await evaluateCaptures({
+      trafficDir: typeof v['traffic-dir'] === 'string' ? v['traffic-dir'] : DEFAULT_TRAFFIC_DIR,
+      ndpiDir: typeof v['ndpi-dir'] === 'string' ? v['ndpi-dir'] : DEFAULT_NDPI_DIR,
+      fixtures: v.fixtures === true,
+    });
+    io.out(v.json === true
+      ? JSON.stringify({ sets: sets.map((s) => ({ name: s.name, source: s.source, heldOut: s.evaluation.heldOut, tune: s.evaluation.tune, all: s.evaluation.all, rows: s.evaluation.rows })) }) + '\n'
+      : formatSets(sets) + '\n');
     return;
   }
   if (typeof v.pcap !== 'string') throw new InputError('--pcap', v.pcap, 'is required: a packet capture');

@@ -1,12 +1,14 @@
 // `vmshadow fingerprint` and `vmshadow collect`: thin over telemetry/ and fingerprint/.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { AppError, InputError } from '../core/errors.js';
 import type { VmId } from '../core/ids.js';
 import { systemClock } from '../core/clock.js';
 import { createJsonLogger } from '../core/logger.js';
 import { classify } from '../fingerprint/classify.js';
-import { evaluate, type LabelledCapture } from '../fingerprint/evaluate.js';
+import { evaluate, formatEvaluation, type Evaluation, type LabelledCapture } from '../fingerprint/evaluate.js';
+import type { SplitSide } from '../fingerprint/split.js';
 import { initialState, step, type HysteresisState } from '../fingerprint/hysteresis.js';
 import { flowsFromCapture } from '../telemetry/capture.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type VmWindow } from '../telemetry/collector.js';
@@ -35,18 +37,82 @@ export async function fingerprintCapture(pcap: string, vmIp: string): Promise<{ 
   return { vm: vmIp, sensitive: v.sensitive, score: v.score, activity: v.activity, reasons: [...v.reasons] };
 }
 
-/** Runs every labelled capture through softflowd and the project's collector, and scores the verdicts. */
-export async function evaluateCaptures(trafficDir: string, labelsFile: string): Promise<ReturnType<typeof evaluate>> {
-  const labels = JSON.parse(readFileSync(labelsFile, 'utf8')) as LabelledCapture[];
-  const flows = new Map<string, FlowRecord[]>();
-  for (const c of labels) {
-    const path = join(trafficDir, c.file);
-    if (!existsSync(path)) throw new InputError('--traffic-dir', trafficDir, `has no ${c.file}`);
-    flows.set(c.file, (await flowsFromCapture(path)).records);
-  }
-  return evaluate(labels, (f) => flows.get(f) ?? []);
+/** Where the committed labels and flow-record fixtures live (resolved from dist/src/cli/ back to src/). */
+export const FP_FIXTURES = fileURLToPath(new URL('../../../src/fingerprint/fixtures/', import.meta.url));
+
+/** One labelled set, scored: its name, where its flow records came from, the evaluation. */
+export interface EvaluatedSet {
+  readonly name: string;
+  readonly source: string;
+  readonly evaluation: Evaluation;
 }
 
+interface SetLabel extends LabelledCapture { readonly side?: SplitSide }
+
+function readLabels(file: string): SetLabel[] {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as SetLabel[];
+  } catch (e) {
+    throw new AppError('LABELS_UNREADABLE', `cannot read the labels ${file}: ${(e as Error).message}`, { retryable: false, cause: e });
+  }
+}
+
+/**
+ * Scores one labelled set. Flow records come from the captures in `pcapDir` through softflowd and the
+ * project's collector (as in production), or, with `fixtures`, from the committed records in
+ * `fixtureDir`/flows (made by softflowd → nfcapd → nfdump; fast, no tools needed). The side of each
+ * capture is the label file's `side` when it has one, else split.ts's rule.
+ */
+export async function evaluateSet(o: {
+  name: string; labelsFile: string; pcapDir: string; fixtureDir: string; fixtures: boolean; flag: string;
+}): Promise<EvaluatedSet> {
+  const labels = readLabels(o.labelsFile);
+  const flows = new Map<string, readonly FlowRecord[]>();
+  for (const c of labels) {
+    if (o.fixtures) {
+      flows.set(c.file, JSON.parse(readFileSync(join(o.fixtureDir, 'flows', `${c.file}.json`), 'utf8')) as FlowRecord[]);
+      continue;
+    }
+    const path = join(o.pcapDir, c.file);
+    if (!existsSync(path)) throw new InputError(o.flag, o.pcapDir, `has no ${c.file} (pass --fixtures to use the committed flow records)`);
+    flows.set(c.file, await flowsWithRetry(path));
+  }
+  const sides = new Map(labels.flatMap((l) => (l.side === undefined ? [] : [[l.file, l.side] as const])));
+  const evaluation = evaluate(labels, (f) => flows.get(f) ?? [], sides.size > 0 ? { sideOf: (f) => sides.get(f) ?? 'held-out' } : {});
+  return { name: o.name, source: o.fixtures ? `committed flow records (${o.fixtureDir}flows)` : `softflowd + our collector on ${o.pcapDir}`, evaluation };
+}
+
+/** A capture's records through softflowd and our collector; a loopback loss (retryable) is tried again, at most 3 times. */
+async function flowsWithRetry(path: string): Promise<FlowRecord[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await flowsFromCapture(path)).records;
+    } catch (e) {
+      if (!(e instanceof AppError) || e.code !== 'EXPORT_LOST' || attempt >= 3) throw e;
+    }
+  }
+}
+
+/** Both labelled sets: the 50 shared captures and the nDPI 4.2 set. */
+export async function evaluateCaptures(o: { trafficDir: string; ndpiDir: string; fixtures: boolean }): Promise<EvaluatedSet[]> {
+  return [
+    await evaluateSet({
+      name: 'shared 50 (nDPI test captures, labelled by hand; held-out read after the first run)',
+      labelsFile: join(FP_FIXTURES, 'labels.json'), pcapDir: o.trafficDir, fixtureDir: FP_FIXTURES, fixtures: o.fixtures, flag: '--traffic-dir',
+    }),
+    await evaluateSet({
+      name: 'nDPI 4.2 set (148 captures, labelled mechanically from nDPI\'s verdicts; held-out scored once at the end)',
+      labelsFile: join(FP_FIXTURES, 'ndpi42', 'labels.json'), pcapDir: o.ndpiDir, fixtureDir: join(FP_FIXTURES, 'ndpi42/'), fixtures: o.fixtures, flag: '--ndpi-dir',
+    }),
+  ];
+}
+
+/** The plain-text report of several sets, one after the other. */
+export function formatSets(sets: readonly EvaluatedSet[]): string {
+  return sets.map((s) => `== ${s.name}
+   flow records: ${s.source}
+${formatEvaluation(s.evaluation)}`).join('\n\n');
+}
 
 /** The live collector: per-VM verdicts as windows close, until the signal or the duration ends. */
 export async function runCollect(opts: {

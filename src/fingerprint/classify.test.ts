@@ -111,6 +111,59 @@ describe('classify() on examples', () => {
   });
 });
 
+describe('classify() on what the nDPI 4.2 tune half taught (examples and properties)', () => {
+  it('does not call an SSH client a remote desktop: port 22 says "desktop" only when the VM serves it', () => {
+    const client = classify(conversation({
+      vm: VM, remote: '203.0.113.22', vmPort: 58395, remotePort: 22, seconds: 240, ppsOut: 0.6, ppsIn: 0.4, sizeOut: 84, sizeIn: 187,
+    }), VM);
+    assert.equal(client.sensitive, false);
+    assert.notEqual(client.activity, 'remote-desktop');
+    const server = classify(conversation({
+      vm: VM, remote: USER, vmPort: 22, remotePort: 50000, seconds: 60, ppsOut: 20, ppsIn: 20, sizeOut: 120, sizeIn: 90,
+    }), VM);
+    assert.equal(server.conversations[0]?.conversation.portPrior?.service, 'SSH');
+  });
+
+  it('does not call a VM serving HTTPS a display server, however busy its users are', () => {
+    const v = classify(conversation({
+      vm: VM, remote: USER, vmPort: 443, remotePort: 49836, seconds: 30, ppsOut: 40, ppsIn: 30, sizeOut: 900, sizeIn: 300, protocol: 17,
+    }), VM);
+    assert.equal(v.conversations[0]?.rules['remote-desktop'], undefined);
+    assert.notEqual(v.activity, 'remote-desktop');
+  });
+
+  it('calls UDP keep-alives every ten seconds background, not game state', () => {
+    const flows = [0, 1, 2, 3].flatMap((i) => conversation({
+      vm: VM, remote: '203.0.113.60', vmPort: 48890 + i, remotePort: 6000, seconds: 86, ppsOut: 0.06, ppsIn: 0.06, sizeOut: 44, sizeIn: 44, protocol: 17,
+    }));
+    const v = classify(flows, VM);
+    assert.equal(v.sensitive, false);
+    assert.equal(v.activity, 'background');
+  });
+
+  it('calls a 1 MB page load over HTTPS browsing (background), not a file transfer', () => {
+    const v = classify(conversation({
+      vm: VM, remote: '203.0.113.80', vmPort: 64411, remotePort: 443, seconds: 6, ppsOut: 80, ppsIn: 125, sizeOut: 64, sizeIn: 1430,
+    }), VM);
+    assert.equal(v.activity, 'background');
+    assert.equal(v.sensitive, false);
+    assert.match(v.reasons.join('\n'), /web download/);
+  });
+
+  it('never applies a remote-desktop port prior to a conversation the VM opened (property)', () => {
+    const rdPorts = DEFAULT_SIGNATURES.ports.filter((p) => p.activity === 'remote-desktop').map((p) => p.from);
+    fc.assert(fc.property(fc.constantFrom(...rdPorts), fc.integer({ min: 32768, max: 65535 }), fc.constantFrom(6, 17),
+      fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 200 }), (port, ephemeral, protocol, ppsOut, ppsIn) => {
+        const v = classify(conversation({
+          vm: VM, remote: USER, vmPort: ephemeral, remotePort: port, seconds: 10, ppsOut, ppsIn, sizeOut: 100, sizeIn: 100, protocol,
+        }), VM);
+        for (const cv of v.conversations) {
+          if (cv.conversation.vmRole !== 'server') assert.notEqual(cv.conversation.portPrior?.activity, 'remote-desktop');
+        }
+      }), FC);
+  });
+});
+
 describe('classify() on the labelled captures', () => {
   const labels = loadLabels();
 

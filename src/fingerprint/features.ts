@@ -195,7 +195,7 @@ export function extractFeatures(
     conversations.push({
       ...base,
       interactivity: interactivityOf(base, params.interactive),
-      portPrior: portPrior(params.ports, servicePort, a.protocol),
+      portPrior: portPrior(params.ports, servicePort, a.protocol, vmRole),
     });
   }
   conversations.sort((x, y) =>

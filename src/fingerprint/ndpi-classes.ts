@@ -68,5 +68,6 @@ export function ndpiClassOf(name: string): ActivityClass | undefined {
   const master = dot < 0 ? name : name.slice(0, dot);
   const app = dot < 0 ? name : name.slice(dot + 1);
   if (dot >= 0 && NDPI_LOOKUP_MASTERS.has(master)) return 'background';
-  return NDPI_CLASSES[app] ?? NDPI_CLASSES[master] ?? 'background';
+  const own = (n: string): ActivityClass | undefined => (Object.hasOwn(NDPI_CLASSES, n) ? NDPI_CLASSES[n] : undefined);
+  return own(app) ?? own(master) ?? 'background';
 }

@@ -30,6 +30,12 @@ export interface PortPrior {
   readonly activity: ActivityClass;
   /** What usually listens there, quoted in reasons. */
   readonly service: string;
+  /**
+   * The prior holds only when the VM plays this role. A remote desktop's port says "remote desktop"
+   * only when the VM serves it: the VM being the desktop is what makes it sensitive, and a VM that
+   * opens SSH to elsewhere is a terminal client, not a desktop.
+   */
+  readonly vmRole?: 'server';
 }
 
 /** A piecewise-linear ramp: 0 at or below `lo`, 1 at or above `hi` (falling when lo > hi). */
@@ -78,7 +84,7 @@ export interface BehaviourRule {
 }
 
 const p = (from: number, to: number, transport: Transport, activity: ActivityClass, service: string): PortPrior =>
-  ({ from, to, transport, activity, service });
+  ({ from, to, transport, activity, service, ...(activity === 'remote-desktop' ? { vmRole: 'server' as const } : {}) });
 
 /**
  * Well-known service ports, from the IANA registry and vendors' published firewall lists.
@@ -157,13 +163,31 @@ export const DEFAULT_PORTS: readonly PortPrior[] = [
   p(5228, 5228, 'tcp', 'background', 'Google push'),
   p(1883, 1883, 'tcp', 'background', 'MQTT'),
   p(8883, 8883, 'tcp', 'background', 'MQTT over TLS'),
+  // Tunnels, VPNs and infrastructure over UDP: small packets both ways, like game state, but not games
+  // (added after the first run on the nDPI 4.2 set; IANA registrations unless noted)
+  p(500, 500, 'udp', 'background', 'IPsec IKE'),
+  p(4500, 4500, 'udp', 'background', 'IPsec NAT traversal'),
+  p(1194, 1194, 'any', 'background', 'OpenVPN'),
+  p(1701, 1701, 'udp', 'background', 'L2TP'),
+  p(51820, 51820, 'udp', 'background', 'WireGuard (its documented default)'),
+  p(3544, 3544, 'udp', 'background', 'Teredo'),
+  p(5246, 5247, 'udp', 'background', 'CAPWAP'),
+  p(853, 853, 'any', 'background', 'DNS over TLS / QUIC'),
+  p(784, 784, 'udp', 'background', 'DNS over QUIC (the drafts\' port)'),
+  p(7000, 7009, 'udp', 'background', 'AFS (Rx)'),
+  p(5683, 5684, 'udp', 'background', 'CoAP'),
+  p(88, 88, 'any', 'background', 'Kerberos'),
+  p(389, 389, 'any', 'background', 'LDAP'),
+  p(636, 636, 'tcp', 'background', 'LDAPS'),
+  p(1812, 1813, 'udp', 'background', 'RADIUS'),
 ];
 
 /** Looks a service port up in the prior table. */
-export function portPrior(ports: readonly PortPrior[], port: number, protocol: number): PortPrior | undefined {
+export function portPrior(ports: readonly PortPrior[], port: number, protocol: number, vmRole?: string): PortPrior | undefined {
   const transport = protocol === 6 ? 'tcp' : protocol === 17 ? 'udp' : undefined;
   if (transport === undefined) return undefined;
-  return ports.find((e) => port >= e.from && port <= e.to && (e.transport === 'any' || e.transport === transport));
+  return ports.find((e) => port >= e.from && port <= e.to && (e.transport === 'any' || e.transport === transport)
+    && (vmRole === undefined || e.vmRole === undefined || e.vmRole === vmRole));
 }
 
 /** What feature extraction needs from the signatures. */
@@ -226,7 +250,8 @@ export const DEFAULT_RULES: readonly BehaviourRule[] = [
     id: 'display-server',
     activity: 'remote-desktop',
     description: 'the VM serves a two-way session a remote user opened, and the user keeps sending',
-    when: { vmRole: ['server'] },
+    // Not over web ports: a VM serving 80/443 is a web server (first run on the nDPI 4.2 set).
+    when: { vmRole: ['server'], service: 'not-web' },
     // The user's direction must be more than a trickle, but a screen stream dwarfs input: 140 packets/s
     // of input beside 1,600 of display is still a session.
     terms: [t('twoWayRatio', 0.02, 0.08), t('packetsPerSecIn', 2, 8)],
@@ -249,6 +274,9 @@ export const DEFAULT_RULES: readonly BehaviourRule[] = [
     terms: [
       t('twoWayRatio', 0.25, 0.5), t('meanPacketBytes', 400, 250), t('bitsPerSec', 400_000, 150_000),
       t('packets', 4, 10),
+      // A game ticks: at least about a packet a second each way. Keep-alives every few seconds are not
+      // game state (first run on the nDPI 4.2 set).
+      t('packetsPerSecMin', 0.2, 1),
     ],
   },
   {
@@ -284,8 +312,25 @@ export const DEFAULT_RULES: readonly BehaviourRule[] = [
     id: 'bulk-download',
     activity: 'bulk-transfer',
     description: 'a TCP download of full-size packets carrying most of the bytes',
-    when: { transport: 'tcp' },
+    when: { transport: 'tcp', service: 'not-web' },
     terms: [t('downloadShare', 0.85, 0.95), t('meanPacketInBytes', 1000, 1300), t('bytesIn', 5_000, 20_000)],
+  },
+  {
+    // Over a web port a download of some hundred kB is a page, an app's feed or an image: browsing.
+    // Only a big one is a file transfer (first run on the nDPI 4.2 set: pages read as transfers).
+    id: 'web-bulk-download',
+    activity: 'bulk-transfer',
+    description: 'a big TCP download over a web port, of full-size packets carrying most of the bytes',
+    when: { transport: 'tcp', service: 'web' },
+    terms: [t('downloadShare', 0.85, 0.95), t('meanPacketInBytes', 1000, 1300), t('bytesIn', 2_000_000, 8_000_000)],
+  },
+  {
+    id: 'web-fetch',
+    activity: 'background',
+    description: 'a web download (a page, a feed, an image) the VM asked for',
+    when: { transport: 'tcp', service: 'web', vmRole: ['client'] },
+    terms: [t('downloadShare', 0.6, 0.8), t('bytesIn', 2_000, 10_000), t('bytesIn', 8_000_000, 2_000_000)],
+    weight: 0.6,
   },
   {
     id: 'peer-download',
