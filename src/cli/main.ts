@@ -324,7 +324,7 @@ async function cmdFingerprint(argv: string[], io: Io): Promise<void> {
       fixtures: v.fixtures === true,
     });
     io.out(v.json === true
-      ? JSON.stringify({ sets: sets.map((s) => ({ name: s.name, source: s.source, heldOut: s.evaluation.heldOut, tune: s.evaluation.tune, all: s.evaluation.all, rows: s.evaluation.rows })) }) + '\n'
+      ? JSON.stringify({ sets: sets.map((s) => ({ name: s.name, source: s.source, fellBack: s.fellBack, heldOut: s.evaluation.heldOut, tune: s.evaluation.tune, all: s.evaluation.all, rows: s.evaluation.rows })) }) + '\n'
       : formatSets(sets) + '\n');
     return;
   }

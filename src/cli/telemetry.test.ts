@@ -37,6 +37,18 @@ describe('vmshadow fingerprint', () => {
     assert.equal(v.activity, 'bulk-transfer');
   });
 
+  it('--evaluate --fixtures prints both labelled sets, each with held-out, tune and all for the engine and ports-only', () => {
+    const r = run('fingerprint', '--evaluate', '--fixtures');
+    assert.equal(r.code, 0, r.err);
+    const heads = r.out.split('\n').filter((l) => l.startsWith('== '));
+    assert.equal(heads.length, 2);
+    assert.match(heads[0]!, /shared 50/);
+    assert.match(heads[1]!, /nDPI 4\.2/);
+    assert.equal(r.out.split('\n').filter((l) => /^held-out +n=(23|73) +engine: balanced \d\.\d\d, activity \d\.\d\d +\| +ports-only/.test(l)).length, 2);
+    const j = JSON.parse(run('fingerprint', '--evaluate', '--fixtures', '--json').out) as { sets: { heldOut: { engine: { captures: number } } }[] };
+    assert.deepEqual(j.sets.map((x) => x.heldOut.engine.captures), [23, 73]);
+  });
+
   it('exits 2 naming the flag for a file that is not a capture, a missing file and a bad address', () => {
     for (const [args, flag] of [
       [['--pcap', '/etc/hostname', '--vm', '10.0.0.1'], '--pcap'],

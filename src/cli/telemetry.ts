@@ -45,6 +45,8 @@ export interface EvaluatedSet {
   readonly name: string;
   readonly source: string;
   readonly evaluation: Evaluation;
+  /** Captures whose export lost records on loopback three times: scored on their committed records instead. */
+  readonly fellBack: readonly string[];
 }
 
 interface SetLabel extends LabelledCapture { readonly side?: SplitSide }
@@ -68,29 +70,38 @@ export async function evaluateSet(o: {
 }): Promise<EvaluatedSet> {
   const labels = readLabels(o.labelsFile);
   const flows = new Map<string, readonly FlowRecord[]>();
+  const fellBack: string[] = [];
+  const committed = (file: string): FlowRecord[] =>
+    JSON.parse(readFileSync(join(o.fixtureDir, 'flows', `${file}.json`), 'utf8')) as FlowRecord[];
   for (const c of labels) {
     if (o.fixtures) {
-      flows.set(c.file, JSON.parse(readFileSync(join(o.fixtureDir, 'flows', `${c.file}.json`), 'utf8')) as FlowRecord[]);
+      flows.set(c.file, committed(c.file));
       continue;
     }
     const path = join(o.pcapDir, c.file);
     if (!existsSync(path)) throw new InputError(o.flag, o.pcapDir, `has no ${c.file} (pass --fixtures to use the committed flow records)`);
-    flows.set(c.file, await flowsWithRetry(path));
+    const live = await flowsWithRetry(path);
+    if (live === undefined) fellBack.push(c.file);
+    flows.set(c.file, live ?? committed(c.file));
   }
   const sides = new Map(labels.flatMap((l) => (l.side === undefined ? [] : [[l.file, l.side] as const])));
   const evaluation = evaluate(labels, (f) => flows.get(f) ?? [], sides.size > 0 ? { sideOf: (f) => sides.get(f) ?? 'held-out' } : {});
-  return { name: o.name, source: o.fixtures ? `committed flow records (${o.fixtureDir}flows)` : `softflowd + our collector on ${o.pcapDir}`, evaluation };
+  return { name: o.name, source: o.fixtures ? `committed flow records (${o.fixtureDir}flows)` : `softflowd + our collector on ${o.pcapDir}`, evaluation, fellBack };
 }
 
-/** A capture's records through softflowd and our collector; a loopback loss (retryable) is tried again, at most 3 times. */
-async function flowsWithRetry(path: string): Promise<FlowRecord[]> {
-  for (let attempt = 1; ; attempt++) {
+/**
+ * A capture's records through softflowd and our collector. A loopback loss (retryable) is tried again;
+ * after 3 losses, undefined: the caller scores the committed records and says so.
+ */
+async function flowsWithRetry(path: string): Promise<FlowRecord[] | undefined> {
+  for (let attempt = 1; attempt <= 3; attempt++) {
     try {
       return (await flowsFromCapture(path)).records;
     } catch (e) {
-      if (!(e instanceof AppError) || e.code !== 'EXPORT_LOST' || attempt >= 3) throw e;
+      if (!(e instanceof AppError) || e.code !== 'EXPORT_LOST') throw e;
     }
   }
+  return undefined;
 }
 
 /** Both labelled sets: the 50 shared captures and the nDPI 4.2 set. */
@@ -109,9 +120,9 @@ export async function evaluateCaptures(o: { trafficDir: string; ndpiDir: string;
 
 /** The plain-text report of several sets, one after the other. */
 export function formatSets(sets: readonly EvaluatedSet[]): string {
-  return sets.map((s) => `== ${s.name}
-   flow records: ${s.source}
-${formatEvaluation(s.evaluation)}`).join('\n\n');
+  return sets.map((s) => `== ${s.name}\n   flow records: ${s.source}\n`
+    + (s.fellBack.length > 0 ? `   export lost records on loopback 3 times, committed records used instead: ${s.fellBack.join(', ')}\n` : '')
+    + formatEvaluation(s.evaluation)).join('\n\n');
 }
 
 /** The live collector: per-VM verdicts as windows close, until the signal or the duration ends. */
