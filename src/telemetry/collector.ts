@@ -96,21 +96,25 @@ interface Overflow {
  * period closes. Its windows are handed out together; each makes its FlowRecords when first read.
  */
 class Period {
-  readonly rows = new FlowRows(8);
-  /** The VM (inventory index) of each row. */
-  private vmOf = new Int32Array(256);
+  /**
+   * Every VM's rows, in arrival order. A row's tag links it to the VM's row before it (index + 1, 0 for
+   * none), so a window's rows are found without grouping the table when the period closes.
+   */
+  readonly rows: FlowRows;
   /** Rows kept per VM (up to the cap), grown to the highest VM index seen. */
   private counts = new Int32Array(64);
+  /** The index + 1 of each VM's last row (0: none), grown with counts. */
+  private lastRow = new Int32Array(64);
   /** VMs in the order of their first record here. */
   readonly vms: number[] = [];
   overflow: Map<number, Overflow> | null = null;
   /** Rows plus records kept past the cap, for the collector's bound. */
   buffered = 0;
-  /** After close(): rows grouped by VM, VM v's at [first[v], first[v] + counts[v]). */
-  private order: Int32Array | null = null;
-  private first: Int32Array | null = null;
 
-  constructor(readonly startMs: number) {}
+  constructor(readonly startMs: number) {
+    // Large chunks (160 KiB): a period takes up to a minute of records; times packed around its start.
+    this.rows = new FlowRows(12, startMs);
+  }
 
   /** Rows kept for VM vm. */
   count(vm: number): number {
@@ -119,45 +123,27 @@ class Period {
 
   /** Appends row i of `from` as VM vm's. */
   add(vm: number, from: FlowRows, i: number): void {
-    const row = this.rows.length;
-    this.rows.pushRow(from, i);
-    if (row >= this.vmOf.length) {
-      const next = new Int32Array(this.vmOf.length * 2);
-      next.set(this.vmOf);
-      this.vmOf = next;
-    }
-    this.vmOf[row] = vm;
     if (vm >= this.counts.length) {
       let n = this.counts.length * 2;
       while (n <= vm) n *= 2;
       const counts = new Int32Array(n);
       counts.set(this.counts);
       this.counts = counts;
+      const lastRow = new Int32Array(n);
+      lastRow.set(this.lastRow);
+      this.lastRow = lastRow;
     }
+    this.rows.pushRow(from, i, this.lastRow[vm]);
+    this.lastRow[vm] = this.rows.length;
     if (this.counts[vm]!++ === 0) this.vms.push(vm);
     this.buffered++;
   }
 
-  /** Groups the rows by VM, keeping their order (a counting sort): once, as the period closes. */
-  close(): void {
-    const first = new Int32Array(this.counts.length);
-    let at = 0;
-    for (const vm of this.vms) {
-      first[vm] = at;
-      at += this.counts[vm]!;
-    }
-    const fill = first.slice();
-    const order = new Int32Array(this.rows.length);
-    for (let r = 0; r < this.rows.length; r++) order[fill[this.vmOf[r]!]!++] = r;
-    this.order = order;
-    this.first = first;
-  }
-
-  /** VM vm's records, in arrival order, as FlowRecords (after close()). */
+  /** VM vm's records, in arrival order, as FlowRecords. */
   records(vm: number): FlowRecord[] {
     const out: FlowRecord[] = [];
-    const from = this.first![vm] ?? 0;
-    for (let k = from; k < from + this.count(vm); k++) out.push(this.rows.record(this.order![k]!));
+    for (let r = vm < this.lastRow.length ? this.lastRow[vm]! : 0; r !== 0; r = this.rows.tag(r - 1)) out.push(this.rows.record(r - 1));
+    out.reverse();
     const extra = this.overflow?.get(vm);
     if (extra !== undefined) for (const f of extra.byConversation.values()) out.push(f);
     return out;
@@ -429,7 +415,6 @@ export class CollectorCore {
     this.buffered -= p.buffered;
     const vms = this.o.inventory.vms;
     const endMs = p.startMs + this.o.windowMs;
-    p.close();
     for (const vm of p.vms) {
       this.stats.windowsEmitted++;
       this.o.onWindow(new ClosedWindow(vms[vm]!, p.startMs, endMs, p, vm, p.overflow?.get(vm)?.count ?? 0));

@@ -4,28 +4,43 @@
 
 import type { FlowRecord } from './flow.js';
 
-// Slots of a row. IPv4 addresses are kept as unsigned 32-bit numbers; other addresses (IPv6, or text
-// that is not canonical dotted IPv4) as text beside the row, with TEXT_ADDRESS in the address slots.
-// Small integers share a slot, exactly (below 2^53): ports, protocol and TCP flags in one; the
-// observation domain and the exporter's index in the table's names in another.
+// A row is ten unsigned 32-bit numbers (40 bytes). Every record a collector keeps costs its row in
+// fresh memory (page faults, cache misses, garbage collection of the buffers), which was most of the
+// collector's cost per record; so rows are packed: IPv4 addresses as numbers, times as milliseconds
+// from the table's base, and exporter, domain and sampling rate (which seldom change from row to row)
+// as one index into the table's sources. Other addresses (IPv6, or text that is not canonical dotted
+// IPv4) are text beside the row; a record with a value that does not fit its slot (a count of 2^32 or
+// more, a time further than about 24 days from the base, a port above 65535 …) is kept whole beside it.
 const SRC = 0;
 const DST = 1;
-/** srcPort · 2^32 + dstPort · 2^16 + protocol · 2^8 + tcpFlags. */
+/** srcPort · 2^16 + dstPort. */
 const PORTS = 2;
-const BYTES = 3;
-const PACKETS = 4;
-const FIRST_MS = 5;
-const LAST_MS = 6;
-const SAMPLING_RATE = 7;
-/** domain · 2^21 + index of the exporter's name. */
-const SOURCE = 8;
-export const ROW_STRIDE = 9;
+/** protocol · 2^8 + tcpFlags, and the TEXT and WHOLE flags. */
+const MISC = 3;
+/** Index of (exporter, domain, sampling rate) in the table's sources. */
+const SOURCE = 4;
+const BYTES = 5;
+const PACKETS = 6;
+/** lastMs − the table's base. */
+const LAST = 7;
+/** lastMs − firstMs. */
+const SPAN = 8;
+/** A number the table's owner keeps with the row (see pushRow). */
+const TAG = 9;
+export const ROW_STRIDE = 10;
+/** In MISC: the addresses are text, beside the row (the address slots are 0). */
+const TEXT = 1 << 16;
+/** In MISC: the record is kept whole, beside the row; only the address slots and TEXT are meaningful. */
+const WHOLE = 1 << 17;
+/** A row's last time lies within this of its table's centre (about 24 days). */
+export const ROW_TIME_RANGE_MS = 2 ** 31;
 const TWO_8 = 2 ** 8;
 const TWO_16 = 2 ** 16;
-const TWO_21 = 2 ** 21;
 const TWO_32 = 2 ** 32;
 
 const isU = (x: number, below: number): boolean => Number.isInteger(x) && x >= 0 && x < below;
+/** Whether x is a whole number in [0, 2^32): `>>> 0` changes every other number (but makes -0 a 0). */
+const isU32 = (x: number): boolean => x >>> 0 === x;
 
 /** The address slot value meaning "the address is in the row's text". */
 export const TEXT_ADDRESS = -1;
@@ -65,45 +80,61 @@ export function ipv4Number(s: string): number {
   return n * 256 + part;
 }
 
+interface Source {
+  readonly exporter: string;
+  readonly domain: number;
+  readonly samplingRate: number;
+}
+
 /**
- * A growable table of flow records, one row of numbers each, in fixed-size chunks (growing never copies).
+ * A growable table of flow records, one packed row each, in fixed-size chunks (growing never copies).
  * A FlowRecord is made from a row only on demand.
  */
 export class FlowRows {
-  private readonly chunks: Float64Array[] = [];
+  private readonly chunks: Uint32Array[] = [];
   private readonly bits: number;
   private readonly mask: number;
-  /** Exporter names; rows hold an index into it. */
-  private readonly names: string[] = [];
-  private readonly nameIndex = new Map<string, number>();
-  private lastName = '';
-  private lastNameIndex = -1;
-  /** Text addresses [src, dst] of the rows whose address slots say TEXT_ADDRESS. */
-  private texts: Map<number, readonly [string, string]> | null = null;
-  /** Records given whole (pushRecord) whose small fields do not fit their slots: kept as they are. */
-  private odd: Map<number, FlowRecord> | null = null;
+  /** Times are kept relative to this: given, or taken from the first row after each clear(). */
+  private baseMs = Number.NaN; // a double from the start: a field that changes representation costs optimised code
+  private readonly fixedBase: boolean;
+  private sources: Source[] = [];
+  private sourceIndex = new Map<string, number>();
+  // The source of the last row pushed, and of the last row copied from another table.
+  private lastSource: Source | null = null;
+  private lastSourceIndex = -1;
+  private lastForeign: Source | null = null;
+  private lastForeignIndex = -1;
+  /** Text addresses [src, dst] of the rows flagged TEXT. */
+  private text: Map<number, readonly [string, string]> | null = null;
+  /** Records kept whole (flagged WHOLE). */
+  private whole: Map<number, FlowRecord> | null = null;
   private n = 0;
 
-  /** Rows are kept in chunks of 2^chunkBits. */
-  constructor(chunkBits = 6) {
+  /**
+   * Rows are kept in chunks of 2^chunkBits. With centreMs, rows are packed best for last times within
+   * ROW_TIME_RANGE_MS of it (a collector's window); without, around the first row's.
+   */
+  constructor(chunkBits = 6, centreMs?: number) {
     this.bits = chunkBits;
     this.mask = (1 << chunkBits) - 1;
+    this.fixedBase = centreMs !== undefined;
+    if (centreMs !== undefined) this.baseMs = centreMs - ROW_TIME_RANGE_MS;
   }
 
   get length(): number {
     return this.n;
   }
 
-  /** Forgets every row, keeping the storage (and, up to a bound, the exporter names). */
+  /** Forgets every row, keeping the storage (and, up to a bound, the sources). */
   clear(): void {
     this.n = 0;
-    this.texts = null;
-    this.odd = null;
-    if (this.names.length > 1024) {
-      this.names.length = 0;
-      this.nameIndex.clear();
-      this.lastNameIndex = -1;
-      this.lastName = '';
+    this.text = null;
+    this.whole = null;
+    if (this.sources.length > 1024) {
+      this.sources = [];
+      this.sourceIndex = new Map();
+      this.lastSource = null;
+      this.lastForeign = null;
     }
   }
 
@@ -111,54 +142,103 @@ export class FlowRows {
   truncate(length: number): void {
     if (length >= this.n) return;
     this.n = length;
-    if (this.texts !== null) for (const k of [...this.texts.keys()]) if (k >= length) this.texts.delete(k);
-    if (this.odd !== null) for (const k of [...this.odd.keys()]) if (k >= length) this.odd.delete(k);
+    if (this.text !== null) for (const k of [...this.text.keys()]) if (k >= length) this.text.delete(k);
+    if (this.whole !== null) for (const k of [...this.whole.keys()]) if (k >= length) this.whole.delete(k);
   }
 
-  private nameOf(exporter: string): number {
-    if (exporter === this.lastName && this.lastNameIndex >= 0) return this.lastNameIndex;
-    let i = this.nameIndex.get(exporter);
+  private sourceOf(exporter: string, domain: number, samplingRate: number): number {
+    const l = this.lastSource;
+    if (l !== null && exporter === l.exporter && domain === l.domain && samplingRate === l.samplingRate) return this.lastSourceIndex;
+    return this.findSource(exporter, domain, samplingRate);
+  }
+
+  private findSource(exporter: string, domain: number, samplingRate: number): number {
+    const key = `${domain}|${samplingRate}|${exporter}`;
+    let i = this.sourceIndex.get(key);
     if (i === undefined) {
-      // The index shares a slot with the domain: past 2^21 names (never, in practice) start over.
-      if (this.names.length >= TWO_21) throw new RangeError(`a FlowRows table holds at most ${TWO_21} exporter names`);
-      i = this.names.length;
-      this.names.push(exporter);
-      this.nameIndex.set(exporter, i);
+      i = this.sources.length;
+      this.sources.push({ exporter, domain, samplingRate });
+      this.sourceIndex.set(key, i);
     }
-    this.lastName = exporter;
-    this.lastNameIndex = i;
+    this.lastSource = this.sources[i]!;
+    this.lastSourceIndex = i;
     return i;
   }
 
   /** Makes room for row i (the next) and returns its chunk. */
-  private chunkFor(i: number): Float64Array {
+  private chunkFor(i: number): Uint32Array {
     const c = i >>> this.bits;
     return this.chunks[c] ?? this.grow(c);
   }
 
-  private grow(c: number): Float64Array {
-    const chunk = new Float64Array((this.mask + 1) * ROW_STRIDE);
+  private grow(c: number): Uint32Array {
+    const chunk = new Uint32Array((this.mask + 1) * ROW_STRIDE);
     this.chunks[c] = chunk;
     return chunk;
   }
 
-  /** Appends a whole record: what the decoders write, in one call. Addresses are numbers, or TEXT_ADDRESS and text. */
+  /**
+   * Appends a whole record: what the decoders write, in one call. Addresses are numbers, or TEXT_ADDRESS
+   * and text; ports, protocol, flags and domain fit their slots (the decoders read them so).
+   */
   push(exporter: string, domain: number, src: number, dst: number, srcText: string, dstText: string, srcPort: number, dstPort: number,
     protocol: number, tcpFlags: number, bytes: number, packets: number, firstMs: number, lastMs: number, samplingRate: number): void {
+    // Kept short, with the rare cases in pushOther, so that the decoders' record loops can inline it.
     const i = this.n;
-    const v = this.chunkFor(i);
+    if (i === 0 && !this.fixedBase && Number.isFinite(lastMs)) this.baseMs = Math.floor(lastMs) - ROW_TIME_RANGE_MS;
+    const last = lastMs - this.baseMs;
+    const span = lastMs - firstMs;
+    // Each value must come back exactly: the last two comparisons catch times that are not whole
+    // numbers or would lose precision far from the base.
+    if (src === TEXT_ADDRESS || dst === TEXT_ADDRESS || !(isU32(last) && isU32(span) && isU32(bytes) && isU32(packets)
+      && this.baseMs + last === lastMs && lastMs - span === firstMs)) {
+      this.pushOther(exporter, domain, src, dst, srcText, dstText, srcPort, dstPort, protocol, tcpFlags, bytes, packets, firstMs, lastMs, samplingRate);
+      return;
+    }
+    const u = this.chunkFor(i);
     const o = (i & this.mask) * ROW_STRIDE;
-    v[o + SRC] = src;
-    v[o + DST] = dst;
-    if (src === TEXT_ADDRESS || dst === TEXT_ADDRESS) (this.texts ??= new Map()).set(i, [srcText, dstText]);
-    v[o + PORTS] = srcPort * TWO_32 + dstPort * TWO_16 + protocol * TWO_8 + tcpFlags;
-    v[o + BYTES] = bytes;
-    v[o + PACKETS] = packets;
-    v[o + FIRST_MS] = firstMs;
-    v[o + LAST_MS] = lastMs;
-    v[o + SAMPLING_RATE] = samplingRate;
-    v[o + SOURCE] = domain * TWO_21 + this.nameOf(exporter);
+    u[o + SRC] = src;
+    u[o + DST] = dst;
+    u[o + PORTS] = srcPort * TWO_16 + dstPort;
+    u[o + MISC] = protocol * TWO_8 + tcpFlags;
+    u[o + SOURCE] = this.sourceOf(exporter, domain, samplingRate);
+    u[o + BYTES] = bytes;
+    u[o + PACKETS] = packets;
+    u[o + LAST] = last;
+    u[o + SPAN] = span;
+    u[o + TAG] = 0;
     this.n = i + 1;
+  }
+
+  /** push() for a record with text addresses, or one that does not fit a row. */
+  private pushOther(exporter: string, domain: number, src: number, dst: number, srcText: string, dstText: string, srcPort: number, dstPort: number,
+    protocol: number, tcpFlags: number, bytes: number, packets: number, firstMs: number, lastMs: number, samplingRate: number): void {
+    const i = this.n;
+    const u = this.chunkFor(i);
+    const o = (i & this.mask) * ROW_STRIDE;
+    this.n = i + 1;
+    const text = src === TEXT_ADDRESS || dst === TEXT_ADDRESS;
+    if (text) (this.text ??= new Map()).set(i, [srcText, dstText]);
+    u[o + SRC] = text ? 0 : src;
+    u[o + DST] = text ? 0 : dst;
+    u[o + TAG] = 0;
+    const last = lastMs - this.baseMs;
+    const span = lastMs - firstMs;
+    if (isU32(last) && isU32(span) && isU32(bytes) && isU32(packets) && this.baseMs + last === lastMs && lastMs - span === firstMs) {
+      u[o + PORTS] = srcPort * TWO_16 + dstPort;
+      u[o + MISC] = protocol * TWO_8 + tcpFlags + (text ? TEXT : 0);
+      u[o + SOURCE] = this.sourceOf(exporter, domain, samplingRate);
+      u[o + BYTES] = bytes;
+      u[o + PACKETS] = packets;
+      u[o + LAST] = last;
+      u[o + SPAN] = span;
+    } else {
+      u[o + MISC] = WHOLE + (text ? TEXT : 0);
+      (this.whole ??= new Map()).set(i, {
+        exporter, domain, srcAddr: text ? srcText : ipv4Text(src), dstAddr: text ? dstText : ipv4Text(dst), srcPort, dstPort, protocol,
+        bytes, packets, firstMs, lastMs, tcpFlags, samplingRate,
+      });
+    }
   }
 
   /** Appends a FlowRecord, keeping canonical IPv4 addresses as numbers. */
@@ -169,84 +249,111 @@ export class FlowRows {
     const fits = isU(r.srcPort, TWO_16) && isU(r.dstPort, TWO_16) && isU(r.protocol, TWO_8) && isU(r.tcpFlags, TWO_8) && isU(r.domain, TWO_32);
     this.push(r.exporter, fits ? r.domain : 0, text ? TEXT_ADDRESS : s, text ? TEXT_ADDRESS : d, r.srcAddr, r.dstAddr,
       fits ? r.srcPort : 0, fits ? r.dstPort : 0, fits ? r.protocol : 0, fits ? r.tcpFlags : 0, r.bytes, r.packets, r.firstMs, r.lastMs, r.samplingRate);
-    if (!fits) (this.odd ??= new Map()).set(this.n - 1, r);
+    const i = this.n - 1;
+    if (!fits || this.whole?.has(i) === true) {
+      // Kept as given (the same object), whatever push made of it.
+      const u = this.chunks[i >>> this.bits]!;
+      u[(i & this.mask) * ROW_STRIDE + MISC] = WHOLE + (text ? TEXT : 0);
+      (this.whole ??= new Map()).set(i, r);
+    }
   }
 
-  /** Appends row i of another table. */
-  pushRow(from: FlowRows, i: number): void {
+  /** Appends row i of another table, with `tag` (see tag()). */
+  pushRow(from: FlowRows, i: number, tag = 0): void {
     const j = this.n;
-    const v = this.chunkFor(j);
+    const u = this.chunkFor(j);
     const o = (j & this.mask) * ROW_STRIDE;
     const f = from.chunks[i >>> from.bits]!;
     const k = (i & from.mask) * ROW_STRIDE;
-    for (let s = 0; s < SOURCE; s++) v[o + s] = f[k + s]!;
-    const source = f[k + SOURCE]!;
-    const domainPart = Math.floor(source / TWO_21) * TWO_21; // not %, a floating-point remainder
-    v[o + SOURCE] = domainPart + this.nameOf(from.names[source - domainPart]!);
-    if (from.texts !== null) {
-      const t = from.texts.get(i);
-      if (t !== undefined) (this.texts ??= new Map()).set(j, t);
-    }
-    if (from.odd !== null) {
-      const r = from.odd.get(i);
-      if (r !== undefined) (this.odd ??= new Map()).set(j, r);
-    }
     this.n = j + 1;
+    const misc = f[k + MISC]!;
+    u[o + SRC] = f[k + SRC]!;
+    u[o + DST] = f[k + DST]!;
+    u[o + TAG] = tag;
+    if ((misc & TEXT) !== 0) (this.text ??= new Map()).set(j, from.text!.get(i)!);
+    if ((misc & WHOLE) === 0) {
+      // The same last time, from this table's base.
+      const lastMs = from.baseMs + f[k + LAST]!;
+      const last = lastMs - this.baseMs;
+      if (isU32(last) && this.baseMs + last === lastMs) {
+        u[o + PORTS] = f[k + PORTS]!;
+        u[o + MISC] = misc;
+        u[o + SOURCE] = this.foreignSource(from.sources[f[k + SOURCE]!]!);
+        u[o + BYTES] = f[k + BYTES]!;
+        u[o + PACKETS] = f[k + PACKETS]!;
+        u[o + LAST] = last;
+        u[o + SPAN] = f[k + SPAN]!;
+        return;
+      }
+    }
+    u[o + MISC] = WHOLE + (misc & TEXT);
+    (this.whole ??= new Map()).set(j, from.record(i));
   }
 
-  /** Slot s of row i. */
-  private at(i: number, s: number): number {
+  /** This table's index of another table's source. */
+  private foreignSource(s: Source): number {
+    if (s === this.lastForeign) return this.lastForeignIndex;
+    const i = this.sourceOf(s.exporter, s.domain, s.samplingRate);
+    this.lastForeign = s;
+    this.lastForeignIndex = i;
+    return i;
+  }
+
+  private slot(i: number, s: number): number {
     return this.chunks[i >>> this.bits]![(i & this.mask) * ROW_STRIDE + s]!;
   }
 
   /** The source address as a number, or TEXT_ADDRESS when it is text (srcText). */
   src(i: number): number {
-    return this.at(i, SRC);
+    return (this.slot(i, MISC) & TEXT) !== 0 ? TEXT_ADDRESS : this.slot(i, SRC);
   }
 
   dst(i: number): number {
-    return this.at(i, DST);
+    return (this.slot(i, MISC) & TEXT) !== 0 ? TEXT_ADDRESS : this.slot(i, DST);
   }
 
   srcText(i: number): string {
-    const n = this.at(i, SRC);
-    return n === TEXT_ADDRESS ? this.texts!.get(i)![0] : ipv4Text(n);
+    return (this.slot(i, MISC) & TEXT) !== 0 ? this.text!.get(i)![0] : ipv4Text(this.slot(i, SRC));
   }
 
   dstText(i: number): string {
-    const n = this.at(i, DST);
-    return n === TEXT_ADDRESS ? this.texts!.get(i)![1] : ipv4Text(n);
+    return (this.slot(i, MISC) & TEXT) !== 0 ? this.text!.get(i)![1] : ipv4Text(this.slot(i, DST));
   }
 
   lastMs(i: number): number {
-    return this.at(i, LAST_MS);
+    return (this.slot(i, MISC) & WHOLE) !== 0 ? this.whole!.get(i)!.lastMs : this.baseMs + this.slot(i, LAST);
+  }
+
+  /** The number given with the row to pushRow (0 for rows pushed otherwise). */
+  tag(i: number): number {
+    return this.slot(i, TAG);
   }
 
   /** Row i as a FlowRecord. */
   record(i: number): FlowRecord {
-    const v = this.chunks[i >>> this.bits]!;
+    const u = this.chunks[i >>> this.bits]!;
     const o = (i & this.mask) * ROW_STRIDE;
-    const ports = v[o + PORTS]!;
-    const high = Math.floor(ports / TWO_16); // srcPort · 2^16 + dstPort
-    const low = ports - high * TWO_16; // protocol · 2^8 + tcpFlags
-    const source = v[o + SOURCE]!;
-    const domain = Math.floor(source / TWO_21);
-    const r: FlowRecord = {
-      exporter: this.names[source - domain * TWO_21]!,
-      domain,
-      srcAddr: this.srcText(i),
-      dstAddr: this.dstText(i),
-      srcPort: high >>> 16,
-      dstPort: high & 0xffff,
-      protocol: low >>> 8,
-      bytes: v[o + BYTES]!,
-      packets: v[o + PACKETS]!,
-      firstMs: v[o + FIRST_MS]!,
-      lastMs: v[o + LAST_MS]!,
-      tcpFlags: low & 255,
-      samplingRate: v[o + SAMPLING_RATE]!,
+    const misc = u[o + MISC]!;
+    if ((misc & WHOLE) !== 0) return this.whole!.get(i)!;
+    const text = (misc & TEXT) !== 0 ? this.text!.get(i)! : null;
+    const ports = u[o + PORTS]!;
+    const source = this.sources[u[o + SOURCE]!]!;
+    const lastMs = this.baseMs + u[o + LAST]!;
+    return {
+      exporter: source.exporter,
+      domain: source.domain,
+      srcAddr: text !== null ? text[0] : ipv4Text(u[o + SRC]!),
+      dstAddr: text !== null ? text[1] : ipv4Text(u[o + DST]!),
+      srcPort: ports >>> 16,
+      dstPort: ports & 0xffff,
+      protocol: (misc >>> 8) & 255,
+      bytes: u[o + BYTES]!,
+      packets: u[o + PACKETS]!,
+      firstMs: lastMs - u[o + SPAN]!,
+      lastMs,
+      tcpFlags: misc & 255,
+      samplingRate: source.samplingRate,
     };
-    return this.odd?.get(i) ?? r;
   }
 
   /** Every row as FlowRecords, from row `from` on. */

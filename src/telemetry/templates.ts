@@ -9,30 +9,116 @@ export interface TemplateCacheOptions {
 }
 
 function sameLayout(a: Template, b: Template): boolean {
-  return a.isOptions === b.isOptions && a.scopeCount === b.scopeCount && a.fields.length === b.fields.length
+  return a === b || (a.isOptions === b.isOptions && a.scopeCount === b.scopeCount && a.fields.length === b.fields.length
     && a.fields.every((f, i) => {
       const g = b.fields[i]!;
       return f.id === g.id && f.length === g.length && f.enterprise === g.enterprise;
-    });
+    }));
 }
+
+/** An entry of a RecencyMap: a value, when it was last set, and its neighbours in refresh order. */
+interface Entry<V> {
+  value: V;
+  atMs: number;
+  readonly exporter: string;
+  readonly key: number;
+  /** Older and newer neighbours; null at the ends. */
+  older: Entry<V> | null;
+  newer: Entry<V> | null;
+  live: boolean;
+}
+
+/**
+ * Values by (exporter, number), in refresh order, bounded. Keyed by the exporter's own string (its hash
+ * is kept in the string) and a number, so a lookup builds no key; refresh order is a linked list through
+ * the entries, so refreshing one (every template, every few datagrams) moves two pointers.
+ */
+class RecencyMap<V> {
+  private readonly byExporter = new Map<string, Map<number, Entry<V>>>();
+  private oldest: Entry<V> | null = null;
+  private newest: Entry<V> | null = null;
+  size = 0;
+
+  get(exporter: string, key: number): Entry<V> | undefined {
+    return this.byExporter.get(exporter)?.get(key);
+  }
+
+  /** Sets and refreshes; returns the entry and its value before (undefined when new). */
+  set(exporter: string, key: number, value: V, nowMs: number): { entry: Entry<V>; before: V | undefined } {
+    let inner = this.byExporter.get(exporter);
+    if (inner === undefined) {
+      inner = new Map();
+      this.byExporter.set(exporter, inner);
+    }
+    let e = inner.get(key);
+    if (e !== undefined) {
+      const before = e.value;
+      e.value = value;
+      e.atMs = nowMs;
+      if (e !== this.newest) {
+        this.unlink(e);
+        this.append(e);
+      }
+      return { entry: e, before };
+    }
+    e = { value, atMs: nowMs, exporter, key, older: null, newer: null, live: true };
+    inner.set(key, e);
+    this.append(e);
+    this.size++;
+    return { entry: e, before: undefined };
+  }
+
+  delete(e: Entry<V>): void {
+    const inner = this.byExporter.get(e.exporter)!;
+    inner.delete(e.key);
+    if (inner.size === 0) this.byExporter.delete(e.exporter);
+    this.unlink(e);
+    e.live = false;
+    this.size--;
+  }
+
+  /** The least recently set entry. */
+  get first(): Entry<V> | null {
+    return this.oldest;
+  }
+
+  private unlink(e: Entry<V>): void {
+    if (e.older !== null) e.older.newer = e.newer;
+    else this.oldest = e.newer;
+    if (e.newer !== null) e.newer.older = e.older;
+    else this.newest = e.older;
+    e.older = null;
+    e.newer = null;
+  }
+
+  private append(e: Entry<V>): void {
+    e.older = this.newest;
+    e.newer = null;
+    if (this.newest !== null) this.newest.newer = e;
+    else this.oldest = e;
+    this.newest = e;
+  }
+}
+
+/** The number a template is kept under for its exporter: domain (32 bits) and template id (16 bits), exactly. */
+const templateKey = (domain: number, id: number): number => domain * 65536 + id;
 
 /**
  * Templates per (exporter, observation domain, template id), with expiry and a hard bound, so a
  * collector's memory stays bounded whatever exporters send.
  */
 export class TemplateCache implements ExporterOptionsStore {
-  // Insertion order is refresh order: a refreshed template is deleted and re-inserted.
-  private readonly map = new Map<string, { t: Template; atMs: number }>();
+  private readonly map = new RecencyMap<Template>();
   /** Options an exporter sent (system init time, sampling rate), per domain; same lifetime and bound. */
-  private readonly options = new Map<string, { o: ExporterOptions; atMs: number }>();
+  private readonly options = new RecencyMap<ExporterOptions>();
   expired = 0;
   evicted = 0;
   changed = 0;
-  // The last lookups' answers: an exporter sends data set after data set with one template, so most
-  // lookups repeat the one before. Any change to the maps starts a new generation, voiding them.
-  private gen = 0;
-  private last = { gen: -1, exporter: '', domain: 0, id: 0, t: undefined as Template | undefined };
-  private lastOptions = { gen: -1, exporter: '', domain: 0, o: undefined as ExporterOptions | undefined };
+  // The last lookup's entry: an exporter sends data set after data set with one template, so most
+  // lookups repeat the one before. An entry removed from the map is marked, voiding it here.
+  private last: Entry<Template> | null = null;
+  private lastDomain = -1;
+  private lastId = -1;
 
   constructor(private readonly opts: TemplateCacheOptions) {}
 
@@ -40,71 +126,54 @@ export class TemplateCache implements ExporterOptionsStore {
     return this.map.size;
   }
 
-  private key(exporter: string, domain: number, id: number): string {
-    return `${exporter}|${domain}|${id}`;
-  }
-
   get(exporter: string, domain: number, templateId: number): Template | undefined {
     const m = this.last;
-    if (m.gen === this.gen && m.id === templateId && m.domain === domain && m.exporter === exporter) return m.t;
-    const t = this.map.get(this.key(exporter, domain, templateId))?.t;
-    this.last = { gen: this.gen, exporter, domain, id: templateId, t };
-    return t;
+    if (m !== null && m.live && this.lastId === templateId && this.lastDomain === domain && m.exporter === exporter) return m.value;
+    const e = this.map.get(exporter, templateKey(domain, templateId));
+    if (e === undefined) return undefined;
+    this.last = e;
+    this.lastDomain = domain;
+    this.lastId = templateId;
+    return e.value;
   }
 
   set(exporter: string, domain: number, template: Template, nowMs: number): 'new' | 'same' | 'changed' {
-    const k = this.key(exporter, domain, template.id);
-    const old = this.map.get(k);
-    this.gen++;
-    this.map.delete(k);
-    this.map.set(k, { t: template, atMs: nowMs });
-    if (old === undefined) {
+    const { before } = this.map.set(exporter, templateKey(domain, template.id), template, nowMs);
+    if (before === undefined) {
       while (this.map.size > this.opts.maxTemplates) {
-        const first = this.map.keys().next().value as string;
-        this.map.delete(first);
+        this.map.delete(this.map.first!);
         this.evicted++;
       }
       return 'new';
     }
-    if (sameLayout(old.t, template)) return 'same';
+    if (sameLayout(before, template)) return 'same';
     this.changed++;
     return 'changed';
   }
 
   delete(exporter: string, domain: number, templateId: number): void {
-    this.gen++;
-    this.map.delete(this.key(exporter, domain, templateId));
+    const e = this.map.get(exporter, templateKey(domain, templateId));
+    if (e !== undefined) this.map.delete(e);
   }
 
   getOptions(exporter: string, domain: number): ExporterOptions | undefined {
-    const m = this.lastOptions;
-    if (m.gen === this.gen && m.domain === domain && m.exporter === exporter) return m.o;
-    const o = this.options.get(`${exporter}|${domain}`)?.o;
-    this.lastOptions = { gen: this.gen, exporter, domain, o };
-    return o;
+    return this.options.get(exporter, domain)?.value;
   }
 
   setOptions(exporter: string, domain: number, options: ExporterOptions, nowMs: number): void {
-    this.gen++;
-    const k = `${exporter}|${domain}`;
-    this.options.delete(k);
-    this.options.set(k, { o: options, atMs: nowMs });
-    while (this.options.size > this.opts.maxTemplates) this.options.delete(this.options.keys().next().value as string);
+    this.options.set(exporter, domain, options, nowMs);
+    while (this.options.size > this.opts.maxTemplates) this.options.delete(this.options.first!);
   }
 
   /** Forgets templates not refreshed within the TTL. */
   expire(nowMs: number): number {
-    this.gen++;
     let n = 0;
-    for (const [k, v] of this.map) {
-      if (nowMs - v.atMs <= this.opts.ttlMs) break; // refresh order: the rest are newer
-      this.map.delete(k);
+    // Refresh order: the first one still fresh means the rest are too.
+    for (let e = this.map.first; e !== null && nowMs - e.atMs > this.opts.ttlMs; e = this.map.first) {
+      this.map.delete(e);
       n++;
     }
-    for (const [k, v] of this.options) {
-      if (nowMs - v.atMs <= this.opts.ttlMs) break;
-      this.options.delete(k);
-    }
+    for (let e = this.options.first; e !== null && nowMs - e.atMs > this.opts.ttlMs; e = this.options.first) this.options.delete(e);
     this.expired += n;
     return n;
   }

@@ -200,9 +200,10 @@ function uintCode(p: number, len: number): string {
   const at = (k: number): string => `b[o + ${p + k}]`;
   switch (len) {
     case 1: return at(0);
-    case 2: return `((${at(0)} << 8) | ${at(1)})`;
+    // Two and four bytes in one big-endian read (v: a DataView of the datagram; the reader only reads whole records inside it).
+    case 2: return `v.getUint16(o + ${p})`;
     case 3: return `((${at(0)} << 16) | (${at(1)} << 8) | ${at(2)})`;
-    case 4: return `(${at(0)} * 16777216 + ((${at(1)} << 16) | (${at(2)} << 8) | ${at(3)}))`;
+    case 4: return `v.getUint32(o + ${p})`;
     // Above 2^53 - 1 it clamps, as readUint does (t is a scratch variable of the reader).
     case 8: return `((t = ${uintCode(p, 4)} * 4294967296 + ${uintCode(p + 4, 4)}) > ${SAFE} ? ${SAFE} : t)`;
     default: return `readUint(b, o + ${p}, ${len})`;
@@ -268,6 +269,7 @@ function generateReader(fields: readonly { role: Role; offset: number; length: n
     : `TEXT, TEXT, ipv6(b, o + ${at(Role.Src6).offset}), ipv6(b, o + ${at(Role.Dst6).offset})`;
   const body = `"use strict";
 return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs, samplingRate) {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let t, d;
   for (let k = 0; k < n; k++, o += ${recordLength}) {
     const protocol = ${protocol};
