@@ -6,7 +6,11 @@ import { after, describe, it } from 'node:test';
 import { AppError, InputError } from '../core/errors.js';
 import { systemClock } from '../core/clock.js';
 import { createJsonLogger } from '../core/logger.js';
-import type { CollectorCore } from './collector.js';
+import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS } from './collector.js';
+import type { FlowRecord } from './flow.js';
+import { createInventory } from './inventory.js';
+import { silentLogger } from '../core/logger.js';
+import { encodeIpfix, encodeNetflow9, type TemplateSpec, type Value } from '../testing/flow-encoders.js';
 import { listenUdp, parseUdpReceive, type UdpCollector } from './udp.js';
 import { DEFAULT_NATIVE_UDP_PATH, loadNativeUdp, META } from './udp-native.js';
 
@@ -278,6 +282,63 @@ describe('listenUdp', () => {
     assert.equal(parseUdpReceive('native'), 'native');
     assert.equal(parseUdpReceive('dgram'), 'dgram');
     assert.throws(() => parseUdpReceive('fast'), (e: unknown) => e instanceof InputError && e.field === 'VMSHADOW_UDP_RECEIVE');
+  });
+});
+
+describe('listenUdp with the real collector core', () => {
+  it('decodes the same records from the shared receive buffer as from copies: the core keeps no view of a datagram', { skip: skipNative('native') }, async () => {
+    // Templates come once, in datagrams of their own; the slots they arrived in are overwritten by the
+    // data that follows, so a core that kept a view of template bytes would decode garbage.
+    const t: TemplateSpec = { id: 300, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 6, length: 1 }, { id: 1, length: 8 }, { id: 2, length: 4 }, { id: 152, length: 8 }, { id: 153, length: 8 }] };
+    const t9: TemplateSpec = { id: 260, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 1, length: 4 }, { id: 2, length: 4 }, { id: 22, length: 4 }, { id: 21, length: 4 }] };
+    const ipfix: Uint8Array[] = [encodeIpfix({ exportS: 1_700_000_001, sequence: 0, domain: 3, sets: [{ templates: [t] }] })];
+    const v9: Uint8Array[] = [encodeNetflow9({ uptimeMs: 10_000_000, unixS: 1_700_000_001, sequence: 0, sourceId: 7, sets: [{ templates: [t9] }] })];
+    for (let d = 0; d < 300; d++) {
+      const recs: Value[][] = Array.from({ length: 12 }, (_, k) => {
+        const i = d * 12 + k;
+        return [`10.0.${(i >> 8) & 255}.${i & 255}`, `203.0.113.${i % 250}`, 5900, 1024 + i, 6, 0x18, 1000 + i, 1 + (i % 50), 1_700_000_000_000 + i, 1_700_000_000_500 + i];
+      });
+      ipfix.push(encodeIpfix({ exportS: 1_700_000_001, sequence: d * 12, domain: 3, sets: [{ data: t, records: recs }] }));
+      const recs9: Value[][] = recs.map((r) => [r[1]!, r[0]!, 443, r[3]!, 17, r[6]!, r[7]!, 9_000_000 + d, 9_000_500 + d]);
+      v9.push(encodeNetflow9({ uptimeMs: 10_000_000, unixS: 1_700_000_001, sequence: d + 1, sourceId: 7, sets: [{ data: t9, records: recs9 }] }));
+    }
+    const coreWith = (records: FlowRecord[]): CollectorCore => new CollectorCore({
+      ...DEFAULT_COLLECTOR_OPTIONS, inventory: createInventory([]), onWindow: () => undefined, onRecord: (r) => records.push(r), log: silentLogger,
+    });
+    const viaSocket: FlowRecord[] = [];
+    const core = coreWith(viaSocket);
+    const fixedClock = { nowMs: () => 1_700_000_001_000 };
+    const udp = await listenUdp(core, { host: '127.0.0.1', port: 0 }, fixedClock, { receive: 'native' });
+    const a = await sender('udp4', '127.0.0.1');
+    const b = await sender('udp4', '127.0.0.1');
+    try {
+      for (let k = 0; k < ipfix.length; k++) {
+        a.sock.send(ipfix[k]!, udp.address.port, '127.0.0.1');
+        b.sock.send(v9[k]!, udp.address.port, '127.0.0.1');
+        if (k % 100 === 99) await new Promise((r) => setImmediate(r));
+      }
+      await until(() => udp.stats().datagrams >= ipfix.length + v9.length, 10_000);
+    } finally {
+      await udp.close();
+      a.sock.close();
+      b.sock.close();
+    }
+    assert.equal(udp.stats().datagrams, ipfix.length + v9.length);
+    assert.ok(udp.stats().batches < udp.stats().datagrams, 'datagrams shared the buffer in batches');
+    assert.deepEqual(core.stats.decodeErrors, {});
+    // The same datagrams, each in memory of its own, in the order the socket gave them (per exporter).
+    const direct: FlowRecord[] = [];
+    const ref = coreWith(direct);
+    for (let k = 0; k < ipfix.length; k++) {
+      ref.ingest(ipfix[k]!.slice(), `127.0.0.1:${a.port}`, 1_700_000_001_000);
+      ref.ingest(v9[k]!.slice(), `127.0.0.1:${b.port}`, 1_700_000_001_000);
+    }
+    const byExporter = (rs: FlowRecord[], e: string): FlowRecord[] => rs.filter((r) => r.exporter === e);
+    for (const p of [a.port, b.port]) {
+      const e = `127.0.0.1:${p}`;
+      assert.equal(byExporter(viaSocket, e).length, 3600);
+      assert.deepEqual(byExporter(viaSocket, e), byExporter(direct, e));
+    }
   });
 });
 
