@@ -259,13 +259,28 @@ describe('listenUdp', () => {
     const missing = await listenUdp(core, { host: '127.0.0.1', port: 0 }, systemClock, { log, nativePath: '/nonexistent/udp_recv.node' });
     await missing.close();
     assert.equal(missing.path, 'dgram');
-    const entries = lines.map((l) => JSON.parse(l) as { path: string; why: string });
+    const entries = lines.map((l) => JSON.parse(l) as { msg: string; path: string; why: string; recvBufferBytes: number }).filter((e) => e.msg.startsWith('UDP receive path'));
+    assert.ok(entries.every((e) => e.recvBufferBytes > 0));
     assert.equal(entries.length, 2);
     assert.deepEqual(entries.map((e) => e.path), ['dgram', 'dgram']);
     assert.equal(entries[0]!.why, 'asked for');
     assert.match(entries[1]!.why, /nonexistent\/udp_recv\.node not found/);
     await assert.rejects(listenUdp(core, { host: '127.0.0.1', port: 0 }, systemClock, { receive: 'native', nativePath: '/nonexistent/udp_recv.node' }),
       (e: unknown) => e instanceof AppError && e.code === 'UDP_NATIVE_UNAVAILABLE' && /not found/.test(e.message));
+  });
+
+  it('warns when the kernel gives a smaller receive buffer than asked, with the fix', async () => {
+    const lines: string[] = [];
+    const log = createJsonLogger({ write: (l) => lines.push(l) });
+    const { core } = fakeCore();
+    // 1 GiB: more than net.core.rmem_max allows without SO_RCVBUFFORCE.
+    const u = await listenUdp(core, { host: '127.0.0.1', port: 0 }, systemClock, { receive: 'dgram', recvBufferBytes: 2 ** 30, log });
+    await u.close();
+    const warned = lines.map((l) => JSON.parse(l) as { level: string; msg: string; askedBytes?: number; fix?: string }).filter((e) => e.level === 'warn');
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0]!.askedBytes, 2 ** 30);
+    assert.match(warned[0]!.fix ?? '', /net\.core\.rmem_max/);
+    assert.ok(u.recvBufferBytes < 2 ** 30);
   });
 
   it('uses the native path on auto when the addon loads', { skip: skipNative('native') }, async () => {

@@ -53,6 +53,8 @@ export interface UdpCollector {
   readonly address: ListenAddress;
   /** Which receive path this socket uses. */
   readonly path: 'native' | 'dgram';
+  /** The socket's receive buffer as the kernel reports it (Linux: double what it granted, for its bookkeeping). */
+  readonly recvBufferBytes: number;
   stats(): UdpStats;
   /** Stops receiving and ticking; safe to call more than once. */
   close(): Promise<void>;
@@ -90,20 +92,30 @@ const listenText = (host: string, port: number): string => (host.includes(':') ?
 export async function listenUdp(core: CollectorCore, at: ListenAddress, clock: Clock, opts: ListenUdpOptions = {}): Promise<UdpCollector> {
   const log = opts.log ?? silentLogger;
   const receive = opts.receive ?? 'auto';
-  if (receive !== 'dgram') {
-    const native = loadNativeUdp(opts.nativePath);
-    if (native.ok) {
-      log.info('UDP receive path: native recvmmsg', { path: 'native', why: receive === 'native' ? 'asked for' : `the addon loaded (${native.path})`, listen: listenText(at.host, at.port) });
-      return listenNative(native.addon, core, at, clock, opts, log);
-    }
-    if (receive === 'native') {
-      throw new AppError('UDP_NATIVE_UNAVAILABLE', `Cannot receive UDP on the native path as asked: ${native.reason}; the dgram path works without it (receive 'auto' or 'dgram')`);
-    }
-    log.info('UDP receive path: Node dgram', { path: 'dgram', why: `native addon unavailable: ${native.reason}`, listen: listenText(at.host, at.port) });
+  let udp: UdpCollector;
+  let why = 'asked for';
+  const native = receive === 'dgram' ? null : loadNativeUdp(opts.nativePath);
+  if (native?.ok === true) {
+    if (receive === 'auto') why = `the addon loaded (${native.path})`;
+    udp = await listenNative(native.addon, core, at, clock, opts, log);
   } else {
-    log.info('UDP receive path: Node dgram', { path: 'dgram', why: 'asked for', listen: listenText(at.host, at.port) });
+    if (native !== null && !native.ok) {
+      if (receive === 'native') {
+        throw new AppError('UDP_NATIVE_UNAVAILABLE', `Cannot receive UDP on the native path as asked: ${native.reason}; the dgram path works without it (receive 'auto' or 'dgram')`);
+      }
+      why = `native addon unavailable: ${native.reason}`;
+    }
+    udp = await listenDgram(core, at, clock, opts);
   }
-  return listenDgram(core, at, clock, opts);
+  const listen = listenText(udp.address.host, udp.address.port);
+  log.info(`UDP receive path: ${udp.path === 'native' ? 'native recvmmsg' : 'Node dgram'}`, { path: udp.path, why, listen, recvBufferBytes: udp.recvBufferBytes });
+  const asked = opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES;
+  if (udp.recvBufferBytes < asked) {
+    log.warn('the UDP receive buffer is smaller than asked: a burst may be dropped', {
+      listen, askedBytes: asked, reportedBytes: udp.recvBufferBytes, fix: 'raise net.core.rmem_max (sysctl), or run the native path as root',
+    });
+  }
+  return udp;
 }
 
 /** Ticks the core every tickMs; errors are reported, not fatal. */
@@ -217,6 +229,7 @@ async function listenNative(addon: NativeUdp, core: CollectorCore, at: ListenAdd
   return {
     address: { host: h.address, port: h.port },
     path: 'native',
+    recvBufferBytes: h.recvBufferBytes,
     stats: () => ({ ...stats }),
     close: () => {
       closing ??= new Promise<void>((resolve) => {
@@ -272,6 +285,7 @@ async function listenDgram(core: CollectorCore, at: ListenAddress, clock: Clock,
   return {
     address: { host: a.address, port: a.port },
     path: 'dgram',
+    recvBufferBytes: sock.getRecvBufferSize(),
     stats: () => ({ ...stats }),
     close: () => {
       closing ??= new Promise<void>((resolve) => {
