@@ -1,10 +1,10 @@
 import type { VmId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { pickDecoder } from './decoders/index.js';
-import type { DecodeErrorKind, FlowDecoder, FlowRecord, InterfaceCounters } from './flow.js';
+import type { DecodeContext, DecodeErrorKind, FlowDecoder, FlowRecord, InterfaceCounters } from './flow.js';
 import { FlowRows, TEXT_ADDRESS } from './flow-rows.js';
 import type { Inventory } from './inventory.js';
-import { TemplateCache } from './templates.js';
+import { RecencyMap, TemplateCache } from './templates.js';
 
 /** One VM's flows over one time window: what the fingerprint engine reads. */
 export interface VmWindow {
@@ -76,12 +76,27 @@ export interface CollectorStats {
   exporters: number;
 }
 
-interface SeqState {
-  /** The next sequence number RFC 7011 / 3954 promise: previous + what the previous datagram carried. */
-  next: number;
-  prev: number;
+// The collector's own small objects are classes, not object literals: V8 makes every object of a literal
+// from the first one it made, and when a field of that first one changed kind (a count that became a
+// large number), each new collector (a restart, a test, a benchmark round) would throw away the optimised
+// decoding code and make it again.
+class SeqState {
   /** This exporter numbers a datagram by the records up to and including it (softflowd does). */
-  inclusive: boolean;
+  inclusive = false;
+
+  constructor(
+    /** The next sequence number RFC 7011 / 3954 promise: previous + what the previous datagram carried. */
+    public next: number,
+    public prev: number,
+  ) {}
+}
+
+/** The context handed to the decoders, reused for every datagram. */
+class IngestContext implements DecodeContext {
+  exporter = '';
+  nowMs = -0; // -0: see watermarkMs
+
+  constructor(readonly templates: TemplateCache) {}
 }
 
 /** What a window period keeps for one VM beyond its record cap. */
@@ -101,17 +116,22 @@ class Period {
    * none), so a window's rows are found without grouping the table when the period closes.
    */
   readonly rows: FlowRows;
-  /** Rows kept per VM (up to the cap), grown to the highest VM index seen. */
-  private counts = new Int32Array(64);
+  /**
+   * Rows kept per VM (up to the cap): a slot per VM of the inventory (8 bytes a VM, at most 64 periods
+   * open), grown if a VM index lies beyond.
+   */
+  private counts: Int32Array;
   /** The index + 1 of each VM's last row (0: none), grown with counts. */
-  private lastRow = new Int32Array(64);
+  private lastRow: Int32Array;
   /** VMs in the order of their first record here. */
   readonly vms: number[] = [];
   overflow: Map<number, Overflow> | null = null;
   /** Rows plus records kept past the cap, for the collector's bound. */
   buffered = 0;
 
-  constructor(readonly startMs: number) {
+  constructor(readonly startMs: number, vmSlots: number) {
+    this.counts = new Int32Array(vmSlots);
+    this.lastRow = new Int32Array(vmSlots);
     // Large chunks (160 KiB): a period takes up to a minute of records; times packed around its start.
     this.rows = new FlowRows(12, startMs);
   }
@@ -169,6 +189,13 @@ class ClosedWindow implements VmWindow {
 }
 
 const U32 = 2 ** 32;
+
+const DECODER_NUMBER: Readonly<Record<FlowDecoder['name'], number>> = { ipfix: 0, netflow9: 1, netflow5: 2, sflow5: 3 };
+
+/** The number an exporter's sequence state is kept under: its decoder and observation domain (32 bits), exactly. */
+function seqKey(decoder: FlowDecoder, domain: number): number {
+  return DECODER_NUMBER[decoder.name] * U32 + domain;
+}
 /** Window periods open at once; beyond, the oldest are emitted early. Normally two or three are. */
 const MAX_OPEN_PERIODS = 64;
 
@@ -204,30 +231,48 @@ export class CollectorCore {
   };
   /** The busiest addresses seen with no VM, bounded. */
   readonly unknownAddrs = new Map<string, number>();
-  private readonly seq = new Map<string, SeqState>();
+  /** Sequence state per exporter, decoder and observation domain (see seqKey), in order of use, bounded. */
+  private readonly seq = new RecencyMap<SeqState | undefined>(undefined);
   /** Open window periods by start time. */
   private readonly open = new Map<number, Period>();
   /** The period that took the last record: most records land in the one before them. */
   private current: Period | null = null;
   private buffered = 0;
   private readonly lastLog = new Map<string, { atMs: number; suppressed: number }>();
-  private watermarkMs = 0;
+  // -0, not 0: V8 keeps a number field that starts as a small integer in another object layout than one
+  // holding a time; the first tick() would change the layout and throw away the optimised code of every
+  // function that uses the collector. -0 behaves as 0 in every comparison and Math.max here.
+  private watermarkMs = -0;
   /** The rows of the datagram being ingested, reused: decoding a datagram allocates no record. */
   private readonly batch = new FlowRows(8);
   /** addRecord's one-row batch. */
   private readonly single = new FlowRows(2);
-  private readonly ctx: { exporter: string; nowMs: number; templates: TemplateCache };
-  // The last sequence key, and what it was made of: most datagrams come from the exporter before.
-  private seqKey = '';
-  private seqDecoder: FlowDecoder | null = null;
-  private seqExporter = '';
-  private seqDomain = -1;
-  /** The key last made the newest in `seq`. */
-  private seqNewest = '';
+  private readonly ctx: IngestContext;
+
+  // The options the record path reads, as the collector's own fields: reading them from the caller's
+  // options object would tie the optimised code to that object's shape, which differs from caller to caller.
+  private readonly inventory: Inventory;
+  private readonly windowMs: number;
+  private readonly graceMs: number;
+  private readonly maxFlowsPerWindow: number;
+  private readonly maxBufferedFlows: number;
+  private readonly maxExporters: number;
+  private readonly onWindow: (w: VmWindow) => void;
+  private readonly onRecord: ((r: FlowRecord) => void) | undefined;
+  private readonly onCounters: ((c: InterfaceCounters) => void) | undefined;
 
   constructor(private readonly o: CollectorOptions) {
+    this.inventory = o.inventory;
+    this.windowMs = o.windowMs;
+    this.graceMs = o.graceMs;
+    this.maxFlowsPerWindow = o.maxFlowsPerWindow;
+    this.maxBufferedFlows = o.maxBufferedFlows;
+    this.maxExporters = o.maxExporters;
+    this.onWindow = o.onWindow;
+    this.onRecord = o.onRecord;
+    this.onCounters = o.onCounters;
     this.templates = new TemplateCache({ ttlMs: o.templateTtlMs, maxTemplates: o.maxTemplates });
-    this.ctx = { exporter: '', nowMs: 0, templates: this.templates };
+    this.ctx = new IngestContext(this.templates);
   }
 
   /** Rate-limited warning: the first of a kind now, then at most one per logEveryMs with the count in between. */
@@ -264,42 +309,33 @@ export class CollectorCore {
     // Sequence numbers run per observation domain, taken from the header: a datagram with no records
     // (templates only) still advances the same counter.
     if (res.sequence !== null && res.sequenceUnit !== null) {
-      if (decoder !== this.seqDecoder || exporter !== this.seqExporter || res.domain !== this.seqDomain) {
-        this.seqKey = `${decoder.name}|${exporter}|${res.domain}`;
-        this.seqDecoder = decoder;
-        this.seqExporter = exporter;
-        this.seqDomain = res.domain;
-      }
-      this.track(this.seqKey, res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit);
+      this.track(exporter, seqKey(decoder, res.domain), res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit, nowMs);
     }
-    for (const c of res.counters) this.o.onCounters?.(c);
+    for (const c of res.counters) this.onCounters?.(c);
     this.addRows(batch, nowMs);
     this.stats.templates = this.templates.size;
     this.stats.exporters = this.seq.size;
   }
 
-  private track(key: string, seq: number, advance: number, unit: 'record' | 'datagram'): void {
-    const s = this.seq.get(key);
-    if (s === undefined) {
-      this.seq.set(key, { next: (seq + advance) % U32, prev: seq, inclusive: false });
-      this.seqNewest = key;
-      while (this.seq.size > this.o.maxExporters) this.seq.delete(this.seq.keys().next().value as string);
+  private track(exporter: string, key: number, seq: number, advance: number, unit: 'record' | 'datagram', nowMs: number): void {
+    const e = this.seq.get(exporter, key);
+    if (e === undefined) {
+      this.seq.add(exporter, key, new SeqState((seq + advance) % U32, seq), nowMs);
+      while (this.seq.size > this.maxExporters) this.seq.delete(this.seq.first!);
       return;
     }
-    // The map's order is recency, for the bound above: re-insert unless it is the newest already.
-    if (this.seqNewest !== key) {
-      this.seq.delete(key);
-      this.seq.set(key, s);
-      this.seqNewest = key;
-    }
+    // The map's order is recency, for the bound above.
+    this.seq.refresh(e, nowMs);
+    const s = e.value!;
     // Some exporters count the records of the datagram itself in its sequence number; learn which.
     if (unit === 'record' && !s.inclusive && seq !== s.next && seq === (s.prev + advance) % U32) s.inclusive = true;
     const expected = s.inclusive ? (s.prev + advance) % U32 : s.next;
     const diff = (seq - expected + U32) % U32;
     if (diff !== 0) {
       if (diff < U32 / 2) {
-        if (unit === 'record') this.stats.lostRecords += diff;
-        else this.stats.lostDatagrams += diff;
+        // diff | 0 (exact: below 2^31) keeps the counts small integers; see SeqState.
+        if (unit === 'record') this.stats.lostRecords += diff | 0;
+        else this.stats.lostDatagrams += diff | 0;
       } else {
         // A late datagram: counted, and the counter stays where the newest one left it.
         this.stats.outOfOrder++;
@@ -322,8 +358,8 @@ export class CollectorCore {
   private addRows(rows: FlowRows, nowMs: number): void {
     const n = rows.length;
     this.stats.records += n;
-    const inv = this.o.inventory;
-    const onRecord = this.o.onRecord;
+    const inv = this.inventory;
+    const onRecord = this.onRecord;
     for (let i = 0; i < n; i++) {
       if (onRecord !== undefined) onRecord(rows.record(i));
       const s = rows.src(i);
@@ -346,66 +382,80 @@ export class CollectorCore {
     }
   }
 
+  // place() is every attributed record's path: it is kept small, with the rare cases (a time out of
+  // place, a new period, a VM past its cap) in functions of their own, so the record loop inlines it.
   private place(vm: number, rows: FlowRows, i: number, nowMs: number): void {
-    const w = this.o.windowMs;
+    const w = this.windowMs;
     let start = Math.floor(rows.lastMs(i) / w) * w;
-    if (!Number.isFinite(start) || (this.watermarkMs > 0 && start > this.watermarkMs + w + this.o.graceMs)) {
-      // A time in the future (or none): it would hold a window open forever; it goes into the current one.
-      this.stats.badTime++;
-      start = Math.floor(Math.max(nowMs, this.watermarkMs) / w) * w;
-    } else if (start + w + this.o.graceMs <= this.watermarkMs) {
-      // Its window has closed: it goes into the VM's current window, counted.
-      this.stats.late++;
-      start = Math.floor(Math.max(nowMs, this.watermarkMs) / w) * w;
-    }
+    const wm = this.watermarkMs;
+    if (!Number.isFinite(start) || (wm > 0 && start > wm + w + this.graceMs) || start + w + this.graceMs <= wm) start = this.misplaced(start, nowMs);
     let p = this.current;
-    if (p === null || p.startMs !== start) {
-      p = this.open.get(start) ?? null;
-      if (p === null) {
-        // Hostile times could open a period per record: the oldest go early instead.
-        if (this.open.size >= MAX_OPEN_PERIODS) this.flushOldest(nowMs, MAX_OPEN_PERIODS - 1);
-        p = new Period(start);
-        this.open.set(start, p);
-      }
-      this.current = p;
-    }
-    if (p.count(vm) < this.o.maxFlowsPerWindow) {
+    if (p === null || p.startMs !== start) p = this.periodAt(start, nowMs);
+    if (p.count(vm) < this.maxFlowsPerWindow) {
       p.add(vm, rows, i);
       this.buffered++;
     } else {
-      // Past the cap: one record per conversation, so a flood costs at most its number of conversations.
-      const r = rows.record(i);
-      p.overflow ??= new Map();
-      let o = p.overflow.get(vm);
-      if (o === undefined) {
-        o = { byConversation: new Map(), count: 0 };
-        p.overflow.set(vm, o);
-        if (p.count(vm) === 0) p.vms.push(vm); // a cap of 0: the VM's window still closes
-      }
-      const merged = o.byConversation;
-      const k = convKey(r);
-      const prev = merged.get(k);
-      if (prev !== undefined) {
-        merged.set(k, mergeInto(prev, r));
-      } else if (merged.size < this.o.maxFlowsPerWindow) {
-        merged.set(k, r);
+      this.placeOverCap(p, vm, rows.record(i));
+    }
+    if (this.buffered > this.maxBufferedFlows) this.flushOldest(nowMs);
+  }
+
+  /** The period for a record whose window start is in the future, none, or closed: the current one, counted. */
+  private misplaced(start: number, nowMs: number): number {
+    if (!Number.isFinite(start) || (this.watermarkMs > 0 && start > this.watermarkMs + this.windowMs + this.graceMs)) {
+      // A time in the future (or none): it would hold a window open forever; it goes into the current one.
+      this.stats.badTime++;
+    } else {
+      // Its window has closed: it goes into the VM's current window, counted.
+      this.stats.late++;
+    }
+    return Math.floor(Math.max(nowMs, this.watermarkMs) / this.windowMs) * this.windowMs;
+  }
+
+  /** The open period starting at `start`, opened if need be; it becomes the current one. */
+  private periodAt(start: number, nowMs: number): Period {
+    let p = this.open.get(start);
+    if (p === undefined) {
+      // Hostile times could open a period per record: the oldest go early instead.
+      if (this.open.size >= MAX_OPEN_PERIODS) this.flushOldest(nowMs, MAX_OPEN_PERIODS - 1);
+      p = new Period(start, Math.max(this.inventory.vms.length, 1));
+      this.open.set(start, p);
+    }
+    this.current = p;
+    return p;
+  }
+
+  /** Past the cap: one record per conversation, so a flood costs at most its number of conversations. */
+  private placeOverCap(p: Period, vm: number, r: FlowRecord): void {
+    p.overflow ??= new Map();
+    let o = p.overflow.get(vm);
+    if (o === undefined) {
+      o = { byConversation: new Map(), count: 0 };
+      p.overflow.set(vm, o);
+      if (p.count(vm) === 0) p.vms.push(vm); // a cap of 0: the VM's window still closes
+    }
+    const merged = o.byConversation;
+    const k = convKey(r);
+    const prev = merged.get(k);
+    if (prev !== undefined) {
+      merged.set(k, mergeInto(prev, r));
+    } else if (merged.size < this.maxFlowsPerWindow) {
+      merged.set(k, r);
+      this.buffered++;
+      p.buffered++;
+    } else {
+      // Every slot taken by a distinct conversation: one overflow record per window keeps the totals.
+      const prev = merged.get(OVERFLOW);
+      merged.set(OVERFLOW, prev === undefined
+        ? { ...r, srcAddr: '0.0.0.0', dstAddr: '0.0.0.0', srcPort: 0, dstPort: 0, protocol: 0 }
+        : mergeInto(prev, r));
+      if (prev === undefined) {
         this.buffered++;
         p.buffered++;
-      } else {
-        // Every slot taken by a distinct conversation: one overflow record per window keeps the totals.
-        const prev = merged.get(OVERFLOW);
-        merged.set(OVERFLOW, prev === undefined
-          ? { ...r, srcAddr: '0.0.0.0', dstAddr: '0.0.0.0', srcPort: 0, dstPort: 0, protocol: 0 }
-          : mergeInto(prev, r));
-        if (prev === undefined) {
-          this.buffered++;
-          p.buffered++;
-        }
       }
-      o.count++;
-      this.stats.merged++;
     }
-    if (this.buffered > this.o.maxBufferedFlows) this.flushOldest(nowMs);
+    o.count++;
+    this.stats.merged++;
   }
 
   /** Hands out a period's windows, one per VM, and forgets it. Returns how many. */
@@ -413,11 +463,11 @@ export class CollectorCore {
     this.open.delete(p.startMs);
     if (this.current === p) this.current = null;
     this.buffered -= p.buffered;
-    const vms = this.o.inventory.vms;
-    const endMs = p.startMs + this.o.windowMs;
+    const vms = this.inventory.vms;
+    const endMs = p.startMs + this.windowMs;
     for (const vm of p.vms) {
       this.stats.windowsEmitted++;
-      this.o.onWindow(new ClosedWindow(vms[vm]!, p.startMs, endMs, p, vm, p.overflow?.get(vm)?.count ?? 0));
+      this.onWindow(new ClosedWindow(vms[vm]!, p.startMs, endMs, p, vm, p.overflow?.get(vm)?.count ?? 0));
     }
     return p.vms.length;
   }
@@ -425,10 +475,10 @@ export class CollectorCore {
   /** Emits the oldest periods until the buffered records are under 90 % of the bound and at most maxPeriods stay open. */
   private flushOldest(nowMs: number, maxPeriods = MAX_OPEN_PERIODS): void {
     for (const p of [...this.open.values()].sort((x, y) => x.startMs - y.startMs)) {
-      if (this.buffered <= this.o.maxBufferedFlows * 0.9 && this.open.size <= maxPeriods) break;
+      if (this.buffered <= this.maxBufferedFlows * 0.9 && this.open.size <= maxPeriods) break;
       this.stats.earlyFlushes += this.emit(p);
     }
-    this.warn('early-flush', 'emitted windows early to keep buffered records and open windows bounded', { buffered: this.buffered, max: this.o.maxBufferedFlows, openPeriods: this.open.size }, nowMs);
+    this.warn('early-flush', 'emitted windows early to keep buffered records and open windows bounded', { buffered: this.buffered, max: this.maxBufferedFlows, openPeriods: this.open.size }, nowMs);
   }
 
   /**
@@ -438,7 +488,7 @@ export class CollectorCore {
   tick(nowMs: number, all = false): void {
     this.watermarkMs = Math.max(this.watermarkMs, nowMs);
     for (const p of [...this.open.values()].sort((x, y) => x.startMs - y.startMs)) {
-      if (all || p.startMs + this.o.windowMs + this.o.graceMs <= nowMs) this.emit(p);
+      if (all || p.startMs + this.windowMs + this.graceMs <= nowMs) this.emit(p);
     }
     this.templates.expire(nowMs);
     this.stats.templates = this.templates.size;

@@ -130,7 +130,7 @@ export class FlowRows {
     this.n = 0;
     this.text = null;
     this.whole = null;
-    if (this.sources.length > 1024) {
+    if (this.sourceIndex.size > 1024) {
       this.sources = [];
       this.sourceIndex = new Map();
       this.lastSource = null;
@@ -260,6 +260,35 @@ export class FlowRows {
 
   /** Appends row i of another table, with `tag` (see tag()). */
   pushRow(from: FlowRows, i: number, tag = 0): void {
+    // Kept short (the rare rows in pushRowOther): this is the copy every record a collector keeps takes.
+    const f = from.chunks[i >>> from.bits]!;
+    const k = (i & from.mask) * ROW_STRIDE;
+    const misc = f[k + MISC]!;
+    // The same last time, from this table's base.
+    const lastMs = from.baseMs + f[k + LAST]!;
+    const last = lastMs - this.baseMs;
+    if ((misc & (TEXT | WHOLE)) !== 0 || !(isU32(last) && this.baseMs + last === lastMs)) {
+      this.pushRowOther(from, i, tag);
+      return;
+    }
+    const j = this.n;
+    const u = this.chunkFor(j);
+    const o = (j & this.mask) * ROW_STRIDE;
+    u[o + SRC] = f[k + SRC]!;
+    u[o + DST] = f[k + DST]!;
+    u[o + PORTS] = f[k + PORTS]!;
+    u[o + MISC] = misc;
+    u[o + SOURCE] = this.foreignSource(from.sources[f[k + SOURCE]!]!);
+    u[o + BYTES] = f[k + BYTES]!;
+    u[o + PACKETS] = f[k + PACKETS]!;
+    u[o + LAST] = last;
+    u[o + SPAN] = f[k + SPAN]!;
+    u[o + TAG] = tag;
+    this.n = j + 1;
+  }
+
+  /** pushRow() for a row with text addresses, kept whole, or whose time does not fit this table's base. */
+  private pushRowOther(from: FlowRows, i: number, tag: number): void {
     const j = this.n;
     const u = this.chunkFor(j);
     const o = (j & this.mask) * ROW_STRIDE;
@@ -272,7 +301,6 @@ export class FlowRows {
     u[o + TAG] = tag;
     if ((misc & TEXT) !== 0) (this.text ??= new Map()).set(j, from.text!.get(i)!);
     if ((misc & WHOLE) === 0) {
-      // The same last time, from this table's base.
       const lastMs = from.baseMs + f[k + LAST]!;
       const last = lastMs - this.baseMs;
       if (isU32(last) && this.baseMs + last === lastMs) {
@@ -292,7 +320,10 @@ export class FlowRows {
 
   /** This table's index of another table's source. */
   private foreignSource(s: Source): number {
-    if (s === this.lastForeign) return this.lastForeignIndex;
+    return s === this.lastForeign ? this.lastForeignIndex : this.newForeignSource(s);
+  }
+
+  private newForeignSource(s: Source): number {
     const i = this.sourceOf(s.exporter, s.domain, s.samplingRate);
     this.lastForeign = s;
     this.lastForeignIndex = i;

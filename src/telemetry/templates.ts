@@ -17,86 +17,81 @@ function sameLayout(a: Template, b: Template): boolean {
 }
 
 /** An entry of a RecencyMap: a value, when it was last set, and its neighbours in refresh order. */
-interface Entry<V> {
+export interface RecencyEntry<V> {
   value: V;
   atMs: number;
   readonly exporter: string;
   readonly key: number;
-  /** Older and newer neighbours; null at the ends. */
-  older: Entry<V> | null;
-  newer: Entry<V> | null;
-  live: boolean;
+  /** Older and newer neighbours in a ring through the map's root. */
+  older: RecencyEntry<V>;
+  newer: RecencyEntry<V>;
 }
 
 /**
- * Values by (exporter, number), in refresh order, bounded. Keyed by the exporter's own string (its hash
- * is kept in the string) and a number, so a lookup builds no key; refresh order is a linked list through
- * the entries, so refreshing one (every template, every few datagrams) moves two pointers.
+ * Values by (exporter, number), in refresh order, bounded by their owner. Keyed by the exporter's own
+ * string (its hash is kept in the string) and a number, so a lookup builds no key; refresh order is a
+ * ring of entries through a root entry, so refreshing one (a template every few datagrams, an exporter's
+ * sequence every datagram) moves four pointers, with no special case for the ends.
  */
-class RecencyMap<V> {
-  private readonly byExporter = new Map<string, Map<number, Entry<V>>>();
-  private oldest: Entry<V> | null = null;
-  private newest: Entry<V> | null = null;
+export class RecencyMap<V> {
+  private readonly byExporter = new Map<string, Map<number, RecencyEntry<V>>>();
+  /** The ring's root: root.newer is the oldest entry, root.older the newest; the root itself when empty. */
+  private readonly root: RecencyEntry<V>;
   size = 0;
 
-  get(exporter: string, key: number): Entry<V> | undefined {
+  constructor(none: V) {
+    const root = { value: none, atMs: 0, exporter: '', key: -1 } as RecencyEntry<V>;
+    root.older = root;
+    root.newer = root;
+    this.root = root;
+  }
+
+  get(exporter: string, key: number): RecencyEntry<V> | undefined {
     return this.byExporter.get(exporter)?.get(key);
   }
 
-  /** Sets and refreshes; returns the entry and its value before (undefined when new). */
-  set(exporter: string, key: number, value: V, nowMs: number): { entry: Entry<V>; before: V | undefined } {
+  /** Adds a new entry (the key must not be in the map), as the newest. */
+  add(exporter: string, key: number, value: V, nowMs: number): RecencyEntry<V> {
     let inner = this.byExporter.get(exporter);
     if (inner === undefined) {
       inner = new Map();
       this.byExporter.set(exporter, inner);
     }
-    let e = inner.get(key);
-    if (e !== undefined) {
-      const before = e.value;
-      e.value = value;
-      e.atMs = nowMs;
-      if (e !== this.newest) {
-        this.unlink(e);
-        this.append(e);
-      }
-      return { entry: e, before };
-    }
-    e = { value, atMs: nowMs, exporter, key, older: null, newer: null, live: true };
+    const root = this.root;
+    const e: RecencyEntry<V> = { value, atMs: nowMs, exporter, key, older: root.older, newer: root };
+    root.older.newer = e;
+    root.older = e;
     inner.set(key, e);
-    this.append(e);
     this.size++;
-    return { entry: e, before: undefined };
+    return e;
   }
 
-  delete(e: Entry<V>): void {
+  /** Makes an entry the newest, set at nowMs. */
+  refresh(e: RecencyEntry<V>, nowMs: number): void {
+    e.atMs = nowMs;
+    const root = this.root;
+    if (root.older === e) return;
+    e.older.newer = e.newer;
+    e.newer.older = e.older;
+    e.older = root.older;
+    e.newer = root;
+    root.older.newer = e;
+    root.older = e;
+  }
+
+  delete(e: RecencyEntry<V>): void {
     const inner = this.byExporter.get(e.exporter)!;
     inner.delete(e.key);
     if (inner.size === 0) this.byExporter.delete(e.exporter);
-    this.unlink(e);
-    e.live = false;
+    e.older.newer = e.newer;
+    e.newer.older = e.older;
     this.size--;
   }
 
-  /** The least recently set entry. */
-  get first(): Entry<V> | null {
-    return this.oldest;
-  }
-
-  private unlink(e: Entry<V>): void {
-    if (e.older !== null) e.older.newer = e.newer;
-    else this.oldest = e.newer;
-    if (e.newer !== null) e.newer.older = e.older;
-    else this.newest = e.older;
-    e.older = null;
-    e.newer = null;
-  }
-
-  private append(e: Entry<V>): void {
-    e.older = this.newest;
-    e.newer = null;
-    if (this.newest !== null) this.newest.newer = e;
-    else this.oldest = e;
-    this.newest = e;
+  /** The least recently set entry, or undefined when empty. */
+  get first(): RecencyEntry<V> | undefined {
+    const e = this.root.newer;
+    return e === this.root ? undefined : e;
   }
 }
 
@@ -108,15 +103,15 @@ const templateKey = (domain: number, id: number): number => domain * 65536 + id;
  * collector's memory stays bounded whatever exporters send.
  */
 export class TemplateCache implements ExporterOptionsStore {
-  private readonly map = new RecencyMap<Template>();
+  private readonly map = new RecencyMap<Template | undefined>(undefined);
   /** Options an exporter sent (system init time, sampling rate), per domain; same lifetime and bound. */
-  private readonly options = new RecencyMap<ExporterOptions>();
+  private readonly options = new RecencyMap<ExporterOptions | undefined>(undefined);
   expired = 0;
   evicted = 0;
   changed = 0;
   // The last lookup's entry: an exporter sends data set after data set with one template, so most
-  // lookups repeat the one before. An entry removed from the map is marked, voiding it here.
-  private last: Entry<Template> | null = null;
+  // lookups repeat the one before. Removing that entry from the map forgets it here too (remove()).
+  private last: RecencyEntry<Template | undefined> | null = null;
   private lastDomain = -1;
   private lastId = -1;
 
@@ -128,7 +123,7 @@ export class TemplateCache implements ExporterOptionsStore {
 
   get(exporter: string, domain: number, templateId: number): Template | undefined {
     const m = this.last;
-    if (m !== null && m.live && this.lastId === templateId && this.lastDomain === domain && m.exporter === exporter) return m.value;
+    if (m !== null && this.lastId === templateId && this.lastDomain === domain && m.exporter === exporter) return m.value;
     const e = this.map.get(exporter, templateKey(domain, templateId));
     if (e === undefined) return undefined;
     this.last = e;
@@ -138,14 +133,18 @@ export class TemplateCache implements ExporterOptionsStore {
   }
 
   set(exporter: string, domain: number, template: Template, nowMs: number): 'new' | 'same' | 'changed' {
-    const { before } = this.map.set(exporter, templateKey(domain, template.id), template, nowMs);
-    if (before === undefined) {
+    const e = this.map.get(exporter, templateKey(domain, template.id));
+    if (e === undefined) {
+      this.map.add(exporter, templateKey(domain, template.id), template, nowMs);
       while (this.map.size > this.opts.maxTemplates) {
-        this.map.delete(this.map.first!);
+        this.remove(this.map.first!);
         this.evicted++;
       }
       return 'new';
     }
+    const before = e.value!;
+    e.value = template;
+    this.map.refresh(e, nowMs);
     if (sameLayout(before, template)) return 'same';
     this.changed++;
     return 'changed';
@@ -153,7 +152,12 @@ export class TemplateCache implements ExporterOptionsStore {
 
   delete(exporter: string, domain: number, templateId: number): void {
     const e = this.map.get(exporter, templateKey(domain, templateId));
-    if (e !== undefined) this.map.delete(e);
+    if (e !== undefined) this.remove(e);
+  }
+
+  private remove(e: RecencyEntry<Template | undefined>): void {
+    this.map.delete(e);
+    if (e === this.last) this.last = null;
   }
 
   getOptions(exporter: string, domain: number): ExporterOptions | undefined {
@@ -161,7 +165,13 @@ export class TemplateCache implements ExporterOptionsStore {
   }
 
   setOptions(exporter: string, domain: number, options: ExporterOptions, nowMs: number): void {
-    this.options.set(exporter, domain, options, nowMs);
+    const e = this.options.get(exporter, domain);
+    if (e !== undefined) {
+      e.value = options;
+      this.options.refresh(e, nowMs);
+      return;
+    }
+    this.options.add(exporter, domain, options, nowMs);
     while (this.options.size > this.opts.maxTemplates) this.options.delete(this.options.first!);
   }
 
@@ -169,11 +179,11 @@ export class TemplateCache implements ExporterOptionsStore {
   expire(nowMs: number): number {
     let n = 0;
     // Refresh order: the first one still fresh means the rest are too.
-    for (let e = this.map.first; e !== null && nowMs - e.atMs > this.opts.ttlMs; e = this.map.first) {
-      this.map.delete(e);
+    for (let e = this.map.first; e !== undefined && !(nowMs - e.atMs <= this.opts.ttlMs); e = this.map.first) {
+      this.remove(e);
       n++;
     }
-    for (let e = this.options.first; e !== null && nowMs - e.atMs > this.opts.ttlMs; e = this.options.first) this.options.delete(e);
+    for (let e = this.options.first; e !== undefined && !(nowMs - e.atMs <= this.opts.ttlMs); e = this.options.first) this.options.delete(e);
     this.expired += n;
     return n;
   }

@@ -3,7 +3,7 @@
 import type { DecodeContext, DecodeSummary, FlowDecoder, Template, TemplateField } from '../flow.js';
 import type { FlowRows } from '../flow-rows.js';
 import {
-  type DataContext, decodeDataSet, learnTemplate, MAX_TEMPLATE_FIELDS, optionsStoreOf, templateRecordLength,
+  type DataContext, decodeDataSet, learnTemplate, MAX_TEMPLATE_FIELDS, optionsStoreOf, sameTemplateAt, templateRecordLength,
 } from './template-records.js';
 import { emptyParts, finish, makeDecoder, type ResultParts, u16, u32 } from './wire.js';
 
@@ -93,75 +93,94 @@ function decodeIpfix(b: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeS
 }
 
 function decodeTemplateSet(b: Uint8Array, start: number, end: number, options: boolean, dc: DataContext, p: ResultParts): void {
-  const kind = options ? 'options template' : 'template';
   let o = start;
   // A template record takes at least 4 bytes; fewer left over are padding (RFC 7011 §3.3.1).
   while (end - o >= 4) {
     const id = u16(b, o);
     const fieldCount = u16(b, o + 2);
     if (id === 0 && fieldCount === 0) break; // zero padding, however long
-    if (fieldCount === 0) {
-      // Withdrawal (RFC 7011 §8.1).
-      if (id === TEMPLATE_SET || id === OPTIONS_TEMPLATE_SET) {
-        p.errors.add('unsupported', `withdrawal of all ${kind}s is not supported; they expire instead`);
-      } else if (id < MIN_DATA_SET) {
-        p.errors.add('bad-template', `withdrawal of ${kind} id ${id}, below 256`);
-      } else {
-        dc.ctx.templates.delete(dc.ctx.exporter, dc.domain, id);
+    // The usual case first: a template sent again unchanged is only refreshed.
+    const held = fieldCount > 0 && id >= MIN_DATA_SET && (!options || end - o >= 6) ? dc.ctx.templates.get(dc.ctx.exporter, dc.domain, id) : undefined;
+    if (held !== undefined) {
+      const fo = options ? o + 6 : o + 4;
+      const next = sameTemplateAt(b, fo, end, held, fieldCount, options ? u16(b, o + 4) : 0, options, true);
+      if (next >= 0) {
+        dc.ctx.templates.set(dc.ctx.exporter, dc.domain, held, dc.ctx.nowMs);
         p.templatesLearned++;
+        o = next;
+        continue;
       }
-      o += 4;
-      continue;
     }
-    let scopeCount = 0;
-    let fo = o + 4;
-    if (options) {
-      if (end - o < 6) {
-        p.errors.add('truncated', `${kind} ${id} ends before its scope field count`);
-        return;
-      }
-      scopeCount = u16(b, o + 4);
-      fo = o + 6;
-    }
-    if (fieldCount > MAX_TEMPLATE_FIELDS || fieldCount * 4 > end - fo) {
-      // The set's remaining records cannot be framed past this one.
-      p.errors.add('bad-field-count', `${kind} ${id} claims ${fieldCount} fields in ${end - fo} bytes`);
-      return;
-    }
-    const fields: TemplateField[] = [];
-    for (let i = 0; i < fieldCount; i++) {
-      if (end - fo < 4) {
-        p.errors.add('truncated', `${kind} ${id} ends in field ${i} of ${fieldCount}`);
-        return;
-      }
-      const raw = u16(b, fo);
-      const length = u16(b, fo + 2);
-      fo += 4;
-      let enterprise = 0;
-      if (raw & 0x8000) {
-        if (end - fo < 4) {
-          p.errors.add('truncated', `${kind} ${id} ends in the enterprise number of field ${i}`);
-          return;
-        }
-        enterprise = u32(b, fo);
-        fo += 4;
-      }
-      fields.push({ id: raw & 0x7fff, length, enterprise });
-    }
-    o = fo;
-    if (id < MIN_DATA_SET) {
-      p.errors.add('bad-template', `${kind} id ${id} is below 256`);
-      continue;
-    }
-    if (options && (scopeCount === 0 || scopeCount > fieldCount)) {
-      p.errors.add('bad-template', `options template ${id} has scope field count ${scopeCount} of ${fieldCount} fields`);
-      continue;
-    }
-    if (templateRecordLength(fields, true) === 0) {
-      p.errors.add('bad-template', `${kind} ${id} describes zero-length records`);
-      continue;
-    }
-    const t: Template = { id, fields, scopeCount, isOptions: options };
-    p.templatesLearned += learnTemplate(dc, t);
+    o = decodeTemplateRecord(b, o, end, options, dc, p);
+    if (o < 0) return;
   }
+}
+
+/** One template record at o, learned or withdrawn: where it ends, or -1 when the rest of the set cannot be framed. */
+function decodeTemplateRecord(b: Uint8Array, o: number, end: number, options: boolean, dc: DataContext, p: ResultParts): number {
+  const kind = options ? 'options template' : 'template';
+  const id = u16(b, o);
+  const fieldCount = u16(b, o + 2);
+  if (fieldCount === 0) {
+    // Withdrawal (RFC 7011 §8.1).
+    if (id === TEMPLATE_SET || id === OPTIONS_TEMPLATE_SET) {
+      p.errors.add('unsupported', `withdrawal of all ${kind}s is not supported; they expire instead`);
+    } else if (id < MIN_DATA_SET) {
+      p.errors.add('bad-template', `withdrawal of ${kind} id ${id}, below 256`);
+    } else {
+      dc.ctx.templates.delete(dc.ctx.exporter, dc.domain, id);
+      p.templatesLearned++;
+    }
+    return o + 4;
+  }
+  let scopeCount = 0;
+  let fo = o + 4;
+  if (options) {
+    if (end - o < 6) {
+      p.errors.add('truncated', `${kind} ${id} ends before its scope field count`);
+      return -1;
+    }
+    scopeCount = u16(b, o + 4);
+    fo = o + 6;
+  }
+  if (fieldCount > MAX_TEMPLATE_FIELDS || fieldCount * 4 > end - fo) {
+    // The set's remaining records cannot be framed past this one.
+    p.errors.add('bad-field-count', `${kind} ${id} claims ${fieldCount} fields in ${end - fo} bytes`);
+    return -1;
+  }
+  const fields: TemplateField[] = [];
+  for (let i = 0; i < fieldCount; i++) {
+    if (end - fo < 4) {
+      p.errors.add('truncated', `${kind} ${id} ends in field ${i} of ${fieldCount}`);
+      return -1;
+    }
+    const raw = u16(b, fo);
+    const length = u16(b, fo + 2);
+    fo += 4;
+    let enterprise = 0;
+    if (raw & 0x8000) {
+      if (end - fo < 4) {
+        p.errors.add('truncated', `${kind} ${id} ends in the enterprise number of field ${i}`);
+        return -1;
+      }
+      enterprise = u32(b, fo);
+      fo += 4;
+    }
+    fields.push({ id: raw & 0x7fff, length, enterprise });
+  }
+  if (id < MIN_DATA_SET) {
+    p.errors.add('bad-template', `${kind} id ${id} is below 256`);
+    return fo;
+  }
+  if (options && (scopeCount === 0 || scopeCount > fieldCount)) {
+    p.errors.add('bad-template', `options template ${id} has scope field count ${scopeCount} of ${fieldCount} fields`);
+    return fo;
+  }
+  if (templateRecordLength(fields, true) === 0) {
+    p.errors.add('bad-template', `${kind} ${id} describes zero-length records`);
+    return fo;
+  }
+  const t: Template = { id, fields, scopeCount, isOptions: options };
+  p.templatesLearned += learnTemplate(dc, t);
+  return fo;
 }

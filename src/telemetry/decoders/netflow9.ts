@@ -3,7 +3,7 @@
 import type { DecodeContext, DecodeSummary, FlowDecoder, Template, TemplateField } from '../flow.js';
 import type { FlowRows } from '../flow-rows.js';
 import {
-  type DataContext, decodeDataSet, learnTemplate, MAX_TEMPLATE_FIELDS, optionsStoreOf, templateRecordLength,
+  type DataContext, decodeDataSet, learnTemplate, MAX_TEMPLATE_FIELDS, optionsStoreOf, sameTemplateAt, templateRecordLength,
 } from './template-records.js';
 import { emptyParts, finish, makeDecoder, type ResultParts, u16, u32 } from './wire.js';
 
@@ -119,12 +119,34 @@ function accept(t: Template, dc: DataContext, p: ResultParts, progress: Progress
   }
 }
 
+/**
+ * Where a template record sent again unchanged ends, after refreshing the template kept for it; -1 when
+ * it is new or changed (then it is parsed and learned). Most template records are such repeats.
+ */
+function refreshed(b: Uint8Array, fieldsAt: number, end: number, id: number, fieldCount: number, scopeCount: number, isOptions: boolean,
+  dc: DataContext, p: ResultParts, progress: Progress): number {
+  if (fieldCount === 0 || id < MIN_DATA_FLOWSET) return -1;
+  const held = dc.ctx.templates.get(dc.ctx.exporter, dc.domain, id);
+  if (held === undefined) return -1;
+  const next = sameTemplateAt(b, fieldsAt, end, held, fieldCount, scopeCount, isOptions, false);
+  if (next < 0) return -1;
+  progress.records++;
+  dc.ctx.templates.set(dc.ctx.exporter, dc.domain, held, dc.ctx.nowMs);
+  p.templatesLearned++;
+  return next;
+}
+
 function decodeTemplates(b: Uint8Array, start: number, end: number, dc: DataContext, p: ResultParts, progress: Progress): void {
   let o = start;
   while (end - o >= 4) {
     const id = u16(b, o);
     const fieldCount = u16(b, o + 2);
     if (id === 0 && fieldCount === 0) return; // padding
+    const next = refreshed(b, o + 4, end, id, fieldCount, 0, false, dc, p, progress);
+    if (next >= 0) {
+      o = next;
+      continue;
+    }
     if (fieldCount === 0 || fieldCount > MAX_TEMPLATE_FIELDS || fieldCount * 4 > end - o - 4) {
       p.errors.add('bad-field-count', `template ${id} claims ${fieldCount} fields in ${end - o - 4} bytes`);
       progress.uncounted = true;
@@ -145,6 +167,11 @@ function decodeOptionsTemplates(b: Uint8Array, start: number, end: number, dc: D
     const optionBytes = u16(b, o + 4);
     if (id === 0 && scopeBytes === 0 && optionBytes === 0) return; // padding
     const total = scopeBytes + optionBytes;
+    const next = scopeBytes % 4 === 0 && optionBytes % 4 === 0 ? refreshed(b, o + 6, end, id, total / 4, scopeBytes / 4, true, dc, p, progress) : -1;
+    if (next >= 0) {
+      o = next;
+      continue;
+    }
     if (scopeBytes % 4 !== 0 || optionBytes % 4 !== 0 || total === 0 || total / 4 > MAX_TEMPLATE_FIELDS || total > end - o - 6) {
       p.errors.add('bad-field-count', `options template ${id} claims ${scopeBytes} scope and ${optionBytes} option bytes in ${end - o - 6}`);
       progress.uncounted = true;

@@ -82,8 +82,11 @@ interface Compiled {
 const compiledCache = new WeakMap<Template, Compiled>();
 
 function compile(t: Template, variableLength: boolean): Compiled {
-  const hit = compiledCache.get(t);
-  if (hit !== undefined) return hit;
+  return compiledCache.get(t) ?? compileNew(t, variableLength);
+}
+
+// Apart from compile(), which the decoding loop inlines: this runs once per template.
+function compileNew(t: Template, variableLength: boolean): Compiled {
   const n = t.fields.length;
   const roles = new Uint8Array(n);
   const lengths = new Uint16Array(n);
@@ -520,6 +523,32 @@ export function uptimeAgoMs(headerUptimeMs: number, uptimeMs: number): number {
 
 function clampTime(ms: number): number {
   return ms > MAX_SAFE ? MAX_SAFE : ms < -MAX_SAFE ? -MAX_SAFE : ms;
+}
+
+/**
+ * Where the field specifiers of a template record end, when they describe exactly `held` (the template
+ * already kept under the record's id), or -1. Exporters resend every template every few seconds, almost
+ * always unchanged: comparing the bytes spares building and storing a new template each time (and keeps
+ * the work of parsing one out of the hot path). The specifiers start at `o`; `end` bounds them; IPFIX
+ * specifiers may carry an enterprise number (variableLength), NetFlow v9 ones never.
+ */
+export function sameTemplateAt(b: Uint8Array, o: number, end: number, held: Template, fieldCount: number, scopeCount: number,
+  isOptions: boolean, variableLength: boolean): number {
+  if (held.fields.length !== fieldCount || held.scopeCount !== scopeCount || held.isOptions !== isOptions) return -1;
+  for (let i = 0; i < fieldCount; i++) {
+    const f = held.fields[i]!;
+    if (end - o < 4) return -1;
+    const raw = (b[o]! << 8) | b[o + 1]!;
+    if (((b[o + 2]! << 8) | b[o + 3]!) !== f.length) return -1;
+    o += 4;
+    if (variableLength && (raw & 0x8000) !== 0) {
+      if (end - o < 4 || (raw & 0x7fff) !== f.id || f.enterprise !== b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!)) return -1;
+      o += 4;
+    } else if (raw !== f.id || f.enterprise !== 0) {
+      return -1;
+    }
+  }
+  return o;
 }
 
 /** Stores a learned template, reporting a reused id with a new layout. Returns 1 (learned). */
