@@ -85,7 +85,7 @@ function compile(t: Template, variableLength: boolean): Compiled {
   return compiledCache.get(t) ?? compileNew(t, variableLength);
 }
 
-// Apart from compile(), which the decoding loop inlines: this runs once per template.
+// Apart from compile(), which the decoding loop inlines: this runs once per template, as it is learned.
 function compileNew(t: Template, variableLength: boolean): Compiled {
   const n = t.fields.length;
   const roles = new Uint8Array(n);
@@ -112,6 +112,9 @@ function compileNew(t: Template, variableLength: boolean): Compiled {
     decoded: 0,
     reader: undefined,
   };
+  // A layout that already has a reader (every exporter of one make sends the same templates) uses it at
+  // once; a new one waits for GENERATE_AFTER_RECORDS records (see decodeDataSet).
+  if (!t.isOptions && (fixed || !variableLength)) c.reader = readers.get(layoutKey(c));
   compiledCache.set(t, c);
   return c;
 }
@@ -300,14 +303,21 @@ return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs
 /** The shared reader for a compiled template's layout, or null (general path) when it does not qualify or the cache is full. */
 function readerFor(c: Compiled, variableLength: boolean): SetReader | null {
   if (!(c.fixed || !variableLength)) return null;
-  const fields = Array.from(c.useRoles, (role, k) => ({ role: role, offset: c.useOffsets[k]!, length: c.useLengths[k]! }));
-  const key = `${c.minLength}|${fields.map((f) => `${f.role}@${f.offset}/${f.length}`).join(',')}`;
-  const hit = readers.get(key);
+  const hit = readers.get(layoutKey(c));
   if (hit !== undefined) return hit;
   if (readers.size >= MAX_READERS) return null;
-  const r = generateReader(fields, c.minLength);
-  readers.set(key, r);
+  const r = generateReader(usedFields(c), c.minLength);
+  readers.set(layoutKey(c), r);
   return r;
+}
+
+function usedFields(c: Compiled): { role: Role; offset: number; length: number }[] {
+  return Array.from(c.useRoles, (role, k) => ({ role: role, offset: c.useOffsets[k]!, length: c.useLengths[k]! }));
+}
+
+/** What a generated reader depends on: the record length and each used field's role, offset and length. */
+function layoutKey(c: Compiled): string {
+  return `${c.minLength}|${usedFields(c).map((f) => `${f.role}@${f.offset}/${f.length}`).join(',')}`;
 }
 
 /**
@@ -552,10 +562,13 @@ export function sameTemplateAt(b: Uint8Array, o: number, end: number, held: Temp
 }
 
 /** Stores a learned template, reporting a reused id with a new layout. Returns 1 (learned). */
-export function learnTemplate(dc: { ctx: DecodeContext; domain: number; errors: ErrorList }, t: Template): number {
+export function learnTemplate(dc: { ctx: DecodeContext; domain: number; errors: ErrorList; variableLength: boolean }, t: Template): number {
   // A refreshed template keeps its object, so its compiled form stays cached.
   const old = dc.ctx.templates.get(dc.ctx.exporter, dc.domain, t.id);
-  const r = dc.ctx.templates.set(dc.ctx.exporter, dc.domain, old !== undefined && sameLayout(old, t) ? old : t, dc.ctx.nowMs);
+  const kept = old !== undefined && sameLayout(old, t) ? old : t;
+  // Compiled now, while learning: the data path then always finds it (see compile()).
+  compile(kept, dc.variableLength);
+  const r = dc.ctx.templates.set(dc.ctx.exporter, dc.domain, kept, dc.ctx.nowMs);
   if (r === 'changed') dc.errors.add('template-changed', `template ${t.id} of domain ${dc.domain} now has a new layout`);
   return 1;
 }
