@@ -75,6 +75,19 @@ interface Compiled {
   decoded: number;
   /** The generated reader (see readerFor), null when the layout does not qualify, undefined until tried. */
   reader: SetReader | null | undefined;
+  /** Options templates: the last data set decoded with this one, and what it did (see decodeOptionsSet). */
+  lastOptions: OptionsMemo | null;
+}
+
+interface OptionsMemo {
+  readonly exporter: string;
+  readonly domain: number;
+  /** A copy of the set's bytes (never a view of the datagram, which may be reused; a Buffer's slice() is a view). */
+  readonly bytes: Uint8Array;
+  readonly records: number;
+  /** The exporter's options after the set, and whether the set changed them (then they were stored). */
+  readonly options: ExporterOptions;
+  readonly stored: boolean;
 }
 
 // Compiled once per template object: a refreshed template keeps its object (learnTemplate), so its
@@ -111,6 +124,7 @@ function compileNew(t: Template, variableLength: boolean): Compiled {
     useLengths: Uint16Array.from(use, (u) => u[2]),
     decoded: 0,
     reader: undefined,
+    lastOptions: null,
   };
   // A layout that already has a reader (every exporter of one make sends the same templates) uses it at
   // once; a new one waits for GENERATE_AFTER_RECORDS records (see decodeDataSet).
@@ -206,10 +220,9 @@ function uintCode(p: number, len: number): string {
   const at = (k: number): string => `b[o + ${p + k}]`;
   switch (len) {
     case 1: return at(0);
-    // Two and four bytes in one big-endian read (v: a DataView of the datagram; the reader only reads whole records inside it).
-    case 2: return `v.getUint16(o + ${p})`;
+    case 2: return `((${at(0)} << 8) | ${at(1)})`;
     case 3: return `((${at(0)} << 16) | (${at(1)} << 8) | ${at(2)})`;
-    case 4: return `v.getUint32(o + ${p})`;
+    case 4: return `(${at(0)} * 16777216 + ((${at(1)} << 16) | (${at(2)} << 8) | ${at(3)}))`;
     // Above 2^53 - 1 it clamps, as readUint does (t is a scratch variable of the reader).
     case 8: return `((t = ${uintCode(p, 4)} * 4294967296 + ${uintCode(p + 4, 4)}) > ${SAFE} ? ${SAFE} : t)`;
     default: return `readUint(b, o + ${p}, ${len})`;
@@ -275,7 +288,6 @@ function generateReader(fields: readonly { role: Role; offset: number; length: n
     : `TEXT, TEXT, ipv6(b, o + ${at(Role.Src6).offset}), ipv6(b, o + ${at(Role.Dst6).offset})`;
   const body = `"use strict";
 return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs, samplingRate) {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let t, d;
   for (let k = 0; k < n; k++, o += ${recordLength}) {
     const protocol = ${protocol};
@@ -332,6 +344,7 @@ export function decodeDataSet(b: Uint8Array, start: number, end: number, t: Temp
     dc.errors.add('bad-template', `template ${t.id} describes zero-length records`);
     return 0;
   }
+  if (t.isOptions && (c.fixed || !dc.variableLength)) return decodeOptionsSet(b, start, end, t, c, dc);
   if (c.reader === undefined && c.decoded >= GENERATE_AFTER_RECORDS && !t.isOptions) c.reader = readerFor(c, dc.variableLength);
   if (c.reader) {
     const records = Math.floor((end - start) / c.minLength);
@@ -340,6 +353,31 @@ export function decodeDataSet(b: Uint8Array, start: number, end: number, t: Temp
     return records;
   }
   return decodeGeneral(b, start, end, t, c, dc);
+}
+
+/**
+ * An options data set of fixed-length records. Exporters resend their options (system init time,
+ * sampling) with every template refresh, almost always unchanged: when the set's bytes are those of the
+ * last one and the exporter's options are still what that one left, decoding it again would store equal
+ * options again, so they are only stored again (refreshed) and the general path is not run.
+ */
+function decodeOptionsSet(b: Uint8Array, start: number, end: number, t: Template, c: Compiled, dc: DataContext): number {
+  const m = c.lastOptions;
+  if (m !== null && dc.options === m.options && m.exporter === dc.ctx.exporter && m.domain === dc.domain && sameBytes(b, start, end, m.bytes)) {
+    if (m.stored) dc.optionsStore?.setOptions(dc.ctx.exporter, dc.domain, dc.options, dc.ctx.nowMs);
+    c.decoded += m.records;
+    return m.records;
+  }
+  const before = dc.options;
+  const records = decodeGeneral(b, start, end, t, c, dc);
+  c.lastOptions = { exporter: dc.ctx.exporter, domain: dc.domain, bytes: new Uint8Array(b.subarray(start, end)), records, options: dc.options, stored: dc.options !== before };
+  return records;
+}
+
+function sameBytes(b: Uint8Array, start: number, end: number, kept: Uint8Array): boolean {
+  if (end - start !== kept.length) return false;
+  for (let i = 0; i < kept.length; i++) if (b[start + i] !== kept[i]) return false;
+  return true;
 }
 
 /**
