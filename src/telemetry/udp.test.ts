@@ -302,12 +302,17 @@ describe('listenUdp', () => {
 
 describe('listenUdp with the real collector core', () => {
   it('decodes the same records from the shared receive buffer as from copies: the core keeps no view of a datagram', { skip: skipNative('native') }, async () => {
-    // Templates come once, in datagrams of their own; the slots they arrived in are overwritten by the
-    // data that follows, so a core that kept a view of template bytes would decode garbage.
+    // Templates come in datagrams of their own, first and then every 25 data datagrams; the slots they
+    // arrived in are overwritten by the data that follows, so a core that kept a view of template bytes
+    // would decode garbage.
     const t: TemplateSpec = { id: 300, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 6, length: 1 }, { id: 1, length: 8 }, { id: 2, length: 4 }, { id: 152, length: 8 }, { id: 153, length: 8 }] };
     const t9: TemplateSpec = { id: 260, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 1, length: 4 }, { id: 2, length: 4 }, { id: 22, length: 4 }, { id: 21, length: 4 }] };
     const ipfix: Uint8Array[] = [encodeIpfix({ exportS: 1_700_000_001, sequence: 0, domain: 3, sets: [{ templates: [t] }] })];
-    const v9: Uint8Array[] = [encodeNetflow9({ uptimeMs: 10_000_000, unixS: 1_700_000_001, sequence: 0, sourceId: 7, sets: [{ templates: [t9] }] })];
+    const v9: Uint8Array[] = [];
+    const v9Packet = (sets: Parameters<typeof encodeNetflow9>[0]['sets']): void => {
+      v9.push(encodeNetflow9({ uptimeMs: 10_000_000, unixS: 1_700_000_001, sequence: v9.length, sourceId: 7, sets }));
+    };
+    v9Packet([{ templates: [t9] }]);
     for (let d = 0; d < 300; d++) {
       const recs: Value[][] = Array.from({ length: 12 }, (_, k) => {
         const i = d * 12 + k;
@@ -315,7 +320,12 @@ describe('listenUdp with the real collector core', () => {
       });
       ipfix.push(encodeIpfix({ exportS: 1_700_000_001, sequence: d * 12, domain: 3, sets: [{ data: t, records: recs }] }));
       const recs9: Value[][] = recs.map((r) => [r[1]!, r[0]!, 443, r[3]!, 17, r[6]!, r[7]!, 9_000_000 + d, 9_000_500 + d]);
-      v9.push(encodeNetflow9({ uptimeMs: 10_000_000, unixS: 1_700_000_001, sequence: d + 1, sourceId: 7, sets: [{ data: t9, records: recs9 }] }));
+      v9Packet([{ data: t9, records: recs9 }]);
+      if (d % 25 === 24) {
+        // Sent again, as exporters do: a refresh of what the core holds.
+        ipfix.push(encodeIpfix({ exportS: 1_700_000_001, sequence: (d + 1) * 12, domain: 3, sets: [{ templates: [t] }] }));
+        v9Packet([{ templates: [t9] }]);
+      }
     }
     const coreWith = (records: FlowRecord[]): CollectorCore => new CollectorCore({
       ...DEFAULT_COLLECTOR_OPTIONS, inventory: createInventory([]), onWindow: () => undefined, onRecord: (r) => records.push(r), log: silentLogger,
@@ -341,6 +351,7 @@ describe('listenUdp with the real collector core', () => {
     assert.equal(udp.stats().datagrams, ipfix.length + v9.length);
     assert.ok(udp.stats().batches < udp.stats().datagrams, 'datagrams shared the buffer in batches');
     assert.deepEqual(core.stats.decodeErrors, {});
+    assert.equal(core.stats.lostRecords + core.stats.lostDatagrams + core.stats.outOfOrder, 0);
     // The same datagrams, each in memory of its own, in the order the socket gave them (per exporter).
     const direct: FlowRecord[] = [];
     const ref = coreWith(direct);
