@@ -28,6 +28,8 @@ const SPAN = 8;
 /** A number the table's owner keeps with the row (see pushRow). */
 const TAG = 9;
 export const ROW_STRIDE = 10;
+/** The most chunks one slab holds. */
+const SLAB_CHUNKS = 16;
 /** In MISC: the addresses are text, beside the row (the address slots are 0). */
 const TEXT = 1 << 16;
 /** In MISC: the record is kept whole, beside the row; only the address slots and TEXT are meaningful. */
@@ -92,6 +94,10 @@ interface Source {
  */
 export class FlowRows {
   private readonly chunks: Uint32Array[] = [];
+  /** The slab chunks are cut from (see grow()), how much of it is used, and how many slabs were made. */
+  private slab: Uint32Array | null = null;
+  private slabUsed = 0;
+  private slabs = 0;
   private readonly bits: number;
   private readonly mask: number;
   /** Times are kept relative to this: given, or taken from the first row after each clear(). */
@@ -172,7 +178,16 @@ export class FlowRows {
   }
 
   private grow(c: number): Uint32Array {
-    const chunk = new Uint32Array((this.mask + 1) * ROW_STRIDE);
+    // Chunks are cut from slabs that double in size up to SLAB_CHUNKS chunks: a table of millions of rows
+    // makes tens of buffers, not hundreds (each buffer costs an allocation, and the collector's sweeps).
+    const size = (this.mask + 1) * ROW_STRIDE;
+    if (this.slab === null || this.slabUsed === this.slab.length) {
+      this.slab = new Uint32Array(size * Math.min(2 ** this.slabs, SLAB_CHUNKS));
+      this.slabs++;
+      this.slabUsed = 0;
+    }
+    const chunk = this.slab.subarray(this.slabUsed, this.slabUsed + size);
+    this.slabUsed += size;
     this.chunks[c] = chunk;
     return chunk;
   }

@@ -296,11 +296,12 @@ return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs
     ${times}
     if (last !== last) last = first !== first ? exportMs : first;
     if (first !== first) first = last;
-    const bytes = ${firstOf([Role.OctetDelta, Role.OctetTotal, Role.PostOctetDelta])} * samplingRate;
-    const packets = ${firstOf([Role.PacketDelta, Role.PacketTotal, Role.PostPacketDelta])} * samplingRate;
+    // Unsampled (the usual case), a counter is already a whole number within range: scaled() would return it.
+    const bytes = samplingRate === 1 ? ${firstOf([Role.OctetDelta, Role.OctetTotal, Role.PostOctetDelta])} : scaled(${firstOf([Role.OctetDelta, Role.OctetTotal, Role.PostOctetDelta])}, samplingRate);
+    const packets = samplingRate === 1 ? ${firstOf([Role.PacketDelta, Role.PacketTotal, Role.PostPacketDelta])} : scaled(${firstOf([Role.PacketDelta, Role.PacketTotal, Role.PostPacketDelta])}, samplingRate);
     rows.push(exporter, domain, ${addresses}, ${val(Role.SrcPort, '0')}, ${dstPort}, protocol,
       ${flags.length > 0 ? `protocol === 6 ? ${flags.join(' | ')} : 0` : '0'},
-      bytes > ${SAFE} ? ${SAFE} : Math.round(bytes), packets > ${SAFE} ? ${SAFE} : Math.round(packets),
+      bytes, packets,
       first > ${SAFE} ? ${SAFE} : first < -${SAFE} ? -${SAFE} : first, last > ${SAFE} ? ${SAFE} : last < -${SAFE} ? -${SAFE} : last,
       samplingRate);
   }
@@ -308,8 +309,8 @@ return function read(b, o, n, rows, exporter, domain, exportMs, uptimeMs, initMs
   // The source is made of numbers and fixed text only (offsets and lengths from the template), never of
   // bytes from the wire: this is compiling a layout, not evaluating input.
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const make = new Function('readUint', 'ntpMs', 'ipv6', 'TEXT', body) as (...deps: unknown[]) => SetReader;
-  return make(readUint, ntpMs, ipv6, TEXT_ADDRESS);
+  const make = new Function('readUint', 'ntpMs', 'ipv6', 'scaled', 'TEXT', body) as (...deps: unknown[]) => SetReader;
+  return make(readUint, ntpMs, ipv6, scaled, TEXT_ADDRESS);
 }
 
 /** The shared reader for a compiled template's layout, or null (general path) when it does not qualify or the cache is full. */
