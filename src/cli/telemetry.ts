@@ -14,7 +14,7 @@ import { flowsFromCapture } from '../telemetry/capture.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type VmWindow } from '../telemetry/collector.js';
 import type { FlowRecord } from '../telemetry/flow.js';
 import { createInventory, normaliseIp, parseInventory, type Inventory } from '../telemetry/inventory.js';
-import { listenUdp, parseListen } from '../telemetry/udp.js';
+import { listenUdp, parseListen, parseUdpReceive } from '../telemetry/udp.js';
 
 export interface CliIo {
   out: (s: string) => void;
@@ -163,6 +163,8 @@ export async function runCollect(opts: {
   });
   let failures = 0;
   const udp = await listenUdp(core, at, systemClock, {
+    receive: parseUdpReceive(process.env.VMSHADOW_UDP_RECEIVE),
+    log,
     onError: (e) => {
       failures++;
       log.error('collector error; collection goes on', { error: (e as Error).message ?? String(e), failures });

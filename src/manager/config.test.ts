@@ -57,6 +57,7 @@ const INVALID: Partial<Record<ConfigKey, { text: string; json: unknown }[]>> = {
   openReads: [{ text: 'maybe', json: 'true' }],
   replica: [{ text: 'has space', json: '-lead' }],
   params: [{ text: '{"minSavingMs": -1}', json: { minSavingMs: -1 } }, { text: 'fast', json: [] }],
+  collectorReceive: [{ text: 'fast', json: 'recvmmsg' }],
 };
 
 const flagOf = (k: ConfigKey): string => CONFIG_TABLE.find((r) => r.key === k)!.flag;

@@ -27,6 +27,7 @@
 // | driver          | --driver D           | VMSHADOW_DRIVER            | qemu (qemu: real QEMU over QMP; sim: the simulated driver) |
 // | windowS         | --window-s N         | VMSHADOW_WINDOW_S          | 10 (flow window the fingerprint judges) |
 // | probe           | --probe on|off       | VMSHADOW_PROBE             | on (off: configured RTTs and GeoIP only) |
+// | collectorReceive| --collector-receive R| VMSHADOW_UDP_RECEIVE       | auto (auto, native, dgram: the collector's UDP receive path) |
 // | (admin token)   | —                    | VMSHADOW_ADMIN_TOKEN       | generated at first start         |
 // | (read token)    | —                    | VMSHADOW_READ_TOKEN        | none                             |
 //
@@ -77,6 +78,8 @@ export interface ManagerConfig {
   readonly windowS: number;
   /** Active RTT probes from the sites; off: configured RTTs and the GeoIP estimate only. */
   readonly probe: boolean;
+  /** The collector's UDP receive path: native recvmmsg when its addon loads ('auto'), or one forced. */
+  readonly collectorReceive: 'auto' | 'native' | 'dgram';
   readonly adminToken: string | null;
   readonly readToken: string | null;
   /** The config file that was read, if any. */
@@ -290,6 +293,7 @@ const SPECS = {
   driver: { flag: 'driver', env: 'VMSHADOW_DRIVER', ...oneOfSpec(['qemu', 'sim'] as const) },
   windowS: { flag: 'window-s', env: 'VMSHADOW_WINDOW_S', ...numberIn(1, 3600, false) },
   probe: { flag: 'probe', env: 'VMSHADOW_PROBE', ...boolSpec() },
+  collectorReceive: { flag: 'collector-receive', env: 'VMSHADOW_UDP_RECEIVE', ...oneOfSpec(['auto', 'native', 'dgram'] as const) },
 } satisfies Record<string, KeySpec<unknown>>;
 
 export type ConfigKey = keyof typeof SPECS;
@@ -502,6 +506,7 @@ export function loadManagerConfig(opts: LoadManagerConfigOptions = {}): ManagerC
     driver: picked.driver ?? 'qemu',
     windowS: picked.windowS ?? 10,
     probe: picked.probe ?? true,
+    collectorReceive: picked.collectorReceive ?? 'auto',
     adminToken,
     readToken,
     configFile,

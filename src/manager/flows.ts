@@ -7,7 +7,7 @@ import { classify } from '../fingerprint/classify.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS, type CollectorStats, type VmWindow } from '../telemetry/collector.js';
 import type { FlowRecord } from '../telemetry/flow.js';
 import type { Inventory } from '../telemetry/inventory.js';
-import { listenUdp, type ListenAddress } from '../telemetry/udp.js';
+import { listenUdp, type ListenAddress, type UdpReceive } from '../telemetry/udp.js';
 import type { WindowObservation } from './decide.js';
 
 /**
@@ -55,6 +55,8 @@ export async function startFlowIngest(o: {
   inventory: Inventory;
   /** UDP address to listen on; null: no socket (datagrams come through ingest()). */
   listen: ListenAddress | null;
+  /** The UDP receive path (default 'auto': native recvmmsg when its addon loads, else Node's dgram). */
+  receive?: UdpReceive;
   windowMs: number;
   observe: (w: WindowObservation) => void;
   clock: Clock;
@@ -82,6 +84,8 @@ export async function startFlowIngest(o: {
     },
   });
   const udp = o.listen === null ? null : await listenUdp(core, o.listen, o.clock, {
+    receive: o.receive ?? 'auto',
+    log: o.log,
     onError: (e) => o.log.error('collector error; collection goes on', { error: (e as Error).message ?? String(e) }),
   });
   return {

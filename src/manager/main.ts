@@ -211,7 +211,7 @@ export async function startManager(cfg: ManagerConfig, o: StartManagerOptions): 
     let flows: FlowIngest | null = null;
     if (cfg.collector !== null) {
       flows = await startFlowIngest({
-        inventory: telemetryInventory(vmsNow), listen: cfg.collector, windowMs: cfg.windowS * 1000,
+        inventory: telemetryInventory(vmsNow), listen: cfg.collector, receive: cfg.collectorReceive, windowMs: cfg.windowS * 1000,
         observe: (w) => loop.observe(w), clock, log: log.child({ component: 'collector' }),
       });
       const f = flows;
