@@ -194,6 +194,41 @@ describe('CollectorCore windows', () => {
   });
 });
 
+describe('CollectorCore and the memory it is handed', () => {
+  it('takes each datagram as a view into one receive buffer that is overwritten at once, and its windows are unchanged', () => {
+    const inventory = createInventory([{ vm: 'vm-1' as VmId, ips: ['10.0.0.5', '2001:db8::5'] }]);
+    const windows: VmWindow[] = [];
+    const c = new CollectorCore({ ...DEFAULT_COLLECTOR_OPTIONS, inventory, onWindow: (w) => windows.push(w), log: silentLogger });
+    const v4: TemplateSpec = { id: 300, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 1, length: 8 }, { id: 2, length: 4 }, { id: 152, length: 8 }, { id: 153, length: 8 }] };
+    const v6: TemplateSpec = { id: 301, fields: [{ id: 27, length: 16 }, { id: 28, length: 16 }, { id: 7, length: 2 }, { id: 11, length: 2 }, { id: 4, length: 1 }, { id: 1, length: 8 }, { id: 2, length: 4 }, { id: 152, length: 8 }, { id: 153, length: 8 }] };
+    // An options record (sampling 1 in 1), resent with the templates in every datagram, as softflowd does.
+    const options: TemplateSpec = { id: 302, scopeCount: 1, fields: [{ id: 149, length: 4 }, { id: 34, length: 4 }] };
+    const receive = new Uint8Array(64 * 1024);
+    const expected: FlowRecord[] = [];
+    for (let d = 0; d < 100; d++) {
+      const row = (i: number, v6: boolean): (string | number)[] => {
+        const [src, dst] = v6 ? ['2001:db8::5', `2001:db8:1::${i}`] : ['10.0.0.5', `203.0.113.${i % 250}`];
+        expected.push({ exporter: 'e:1', domain: 3, srcAddr: src, dstAddr: dst, srcPort: 5900, dstPort: 40000 + i, protocol: 6, bytes: 1000 + i, packets: 1 + i, firstMs: 1_700_000_000_000 + i, lastMs: 1_700_000_000_500 + i, tcpFlags: 0, samplingRate: 1 });
+        return [src, dst, 5900, 40000 + i, 6, 1000 + i, 1 + i, 1_700_000_000_000 + i, 1_700_000_000_500 + i];
+      };
+      const datagram = encodeIpfix({ exportS: 1_700_000_001, sequence: d * 30, domain: 3, sets: [
+        { templates: [v4, v6] }, { optionsTemplates: [options] }, { data: options, records: [[3, 1]] },
+        { data: v4, records: Array.from({ length: 20 }, (_, k) => row(d * 30 + k, false)) },
+        { data: v6, records: Array.from({ length: 10 }, (_, k) => row(d * 30 + 20 + k, true)) },
+      ] });
+      const at = (d * 977) % (receive.length - datagram.length);
+      receive.set(datagram, at);
+      c.ingest(receive.subarray(at, at + datagram.length), 'e:1', 1_700_000_001_000);
+      receive.fill(0xab); // the next receive overwrites the buffer
+    }
+    c.tick(1_700_000_001_000, true);
+    assert.deepEqual(c.stats.decodeErrors, {});
+    assert.equal(c.stats.templates, 3);
+    assert.equal(c.stats.records, 3000);
+    assert.deepEqual(windows.flatMap((w) => w.flows), expected);
+  });
+});
+
 describe('inventory and listen address', () => {
   it('names the field of a bad address and of an address given to two VMs', () => {
     assert.throws(() => parseInventory({ vms: [{ id: 'a', ips: ['10.0.0.1'] }, { id: 'b', ips: ['10.0.0.1'] }] }), /inventory\.vms\[1\]\.ips\[0\].*already the address of a/);
