@@ -117,12 +117,11 @@ class Period {
    */
   readonly rows: FlowRows;
   /**
-   * Rows kept per VM (up to the cap): a slot per VM of the inventory (8 bytes a VM, at most 64 periods
+   * Per VM, side by side (one cache line per record): at 2·vm the rows kept (up to the cap), at 2·vm + 1
+   * the index + 1 of its last row (0: none). Sized to the inventory (8 bytes a VM, at most 64 periods
    * open), grown if a VM index lies beyond.
    */
-  private counts: Int32Array;
-  /** The index + 1 of each VM's last row (0: none), grown with counts. */
-  private lastRow: Int32Array;
+  private perVm: Int32Array;
   /** VMs in the order of their first record here. */
   readonly vms: number[] = [];
   overflow: Map<number, Overflow> | null = null;
@@ -130,39 +129,38 @@ class Period {
   buffered = 0;
 
   constructor(readonly startMs: number, vmSlots: number) {
-    this.counts = new Int32Array(vmSlots);
-    this.lastRow = new Int32Array(vmSlots);
+    this.perVm = new Int32Array(2 * vmSlots);
     // Large chunks (160 KiB): a period takes up to a minute of records; times packed around its start.
     this.rows = new FlowRows(12, startMs);
   }
 
   /** Rows kept for VM vm. */
   count(vm: number): number {
-    return vm < this.counts.length ? this.counts[vm]! : 0;
+    return 2 * vm < this.perVm.length ? this.perVm[2 * vm]! : 0;
   }
 
   /** Appends row i of `from` as VM vm's. */
   add(vm: number, from: FlowRows, i: number): void {
-    if (vm >= this.counts.length) {
-      let n = this.counts.length * 2;
-      while (n <= vm) n *= 2;
-      const counts = new Int32Array(n);
-      counts.set(this.counts);
-      this.counts = counts;
-      const lastRow = new Int32Array(n);
-      lastRow.set(this.lastRow);
-      this.lastRow = lastRow;
-    }
-    this.rows.pushRow(from, i, this.lastRow[vm]);
-    this.lastRow[vm] = this.rows.length;
-    if (this.counts[vm]!++ === 0) this.vms.push(vm);
+    if (2 * vm >= this.perVm.length) this.grow(vm);
+    const per = this.perVm;
+    this.rows.pushRow(from, i, per[2 * vm + 1]);
+    per[2 * vm + 1] = this.rows.length;
+    if (per[2 * vm]!++ === 0) this.vms.push(vm);
     this.buffered++;
+  }
+
+  private grow(vm: number): void {
+    let n = this.perVm.length;
+    while (n <= 2 * vm) n *= 2;
+    const perVm = new Int32Array(n);
+    perVm.set(this.perVm);
+    this.perVm = perVm;
   }
 
   /** VM vm's records, in arrival order, as FlowRecords. */
   records(vm: number): FlowRecord[] {
     const out: FlowRecord[] = [];
-    for (let r = vm < this.lastRow.length ? this.lastRow[vm]! : 0; r !== 0; r = this.rows.tag(r - 1)) out.push(this.rows.record(r - 1));
+    for (let r = 2 * vm < this.perVm.length ? this.perVm[2 * vm + 1]! : 0; r !== 0; r = this.rows.tag(r - 1)) out.push(this.rows.record(r - 1));
     out.reverse();
     const extra = this.overflow?.get(vm);
     if (extra !== undefined) for (const f of extra.byConversation.values()) out.push(f);

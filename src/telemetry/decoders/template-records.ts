@@ -222,7 +222,8 @@ function uintCode(p: number, len: number): string {
     case 1: return at(0);
     case 2: return `((${at(0)} << 8) | ${at(1)})`;
     case 3: return `((${at(0)} << 16) | (${at(1)} << 8) | ${at(2)})`;
-    case 4: return `(${at(0)} * 16777216 + ((${at(1)} << 16) | (${at(2)} << 8) | ${at(3)}))`;
+    // >>> 0: an unsigned 32-bit integer the compiler keeps as one (a multiplication would make a float).
+    case 4: return `((${at(0)} << 24 | ${at(1)} << 16 | ${at(2)} << 8 | ${at(3)}) >>> 0)`;
     // Above 2^53 - 1 it clamps, as readUint does (t is a scratch variable of the reader).
     case 8: return `((t = ${uintCode(p, 4)} * 4294967296 + ${uintCode(p + 4, 4)}) > ${SAFE} ? ${SAFE} : t)`;
     default: return `readUint(b, o + ${p}, ${len})`;
