@@ -36,6 +36,23 @@ describe('FlowRows', () => {
     }));
   });
 
+  it('copies rows into a table packed around another time (as a window does), every record exact and every tag kept', () => {
+    const centre = 1_767_225_600_000;
+    const near = fc.integer({ min: centre - 2 ** 32, max: centre + 2 ** 32 });
+    const timed = fc.tuple(record, near, fc.nat(2 ** 33), fc.nat(2 ** 33), fc.nat(2 ** 32 - 1)).map(([r, lastMs, span, bytes, tag]) => ({
+      r: { ...r, lastMs, firstMs: lastMs - span, bytes, packets: bytes % 1000 }, tag,
+    }));
+    fc.assert(fc.property(fc.array(timed, { maxLength: 40 }), fc.integer({ min: 0, max: 3 }), (rows, bits) => {
+      const batch = new FlowRows(bits);
+      for (const { r } of rows) batch.pushRecord(r);
+      const kept = new FlowRows(bits + 1, centre);
+      rows.forEach(({ tag }, i) => kept.pushRow(batch, i, tag));
+      assert.deepEqual(kept.records(), rows.map(({ r }) => r));
+      rows.forEach(({ tag }, i) => assert.equal(kept.tag(i), tag));
+      rows.forEach(({ r }, i) => assert.equal(kept.lastMs(i), r.lastMs));
+    }));
+  });
+
   it('keeps a record whose ports, protocol, flags or domain do not fit their slots as it is', () => {
     const rows = new FlowRows();
     const odd = { exporter: 'e', domain: -1, srcAddr: '10.0.0.1', dstAddr: '10.0.0.2', srcPort: 70_000, dstPort: 1.5, protocol: 300, bytes: 1, packets: 1, firstMs: 0, lastMs: 0, tcpFlags: 256, samplingRate: 1 };
