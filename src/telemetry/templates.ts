@@ -40,7 +40,8 @@ export class RecencyMap<V> {
   size = 0;
 
   constructor(none: V) {
-    const root = { value: none, atMs: 0, exporter: '', key: -1 } as RecencyEntry<V>;
+    // The same fields in the same order as every entry (one object shape for the ring's code to handle).
+    const root = { value: none, atMs: Number.NaN, exporter: '', key: -1, older: null, newer: null } as unknown as RecencyEntry<V>;
     root.older = root;
     root.newer = root;
     this.root = root;
