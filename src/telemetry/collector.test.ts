@@ -52,6 +52,21 @@ describe('CollectorCore', () => {
     assert.equal(c.stats.lostRecords + c.stats.outOfOrder, 0);
   });
 
+  it('forgets the exporter heard least recently beyond maxExporters, and starts it over when it comes back', () => {
+    const { c } = core({ maxExporters: 2 });
+    c.ingest(v5(0), 'e:1', 0);
+    c.ingest(v5(0), 'e:2', 0);
+    c.ingest(v5(10), 'e:1', 0); // e:1 is now the most recent
+    c.ingest(v5(0), 'e:3', 0); // e:2 is forgotten
+    assert.equal(c.stats.exporters, 2);
+    c.ingest(v5(500), 'e:2', 0); // new again: no loss counted; e:1 is forgotten in turn
+    c.ingest(v5(20), 'e:1', 0); // new again too: no loss counted
+    c.ingest(v5(30), 'e:1', 0);
+    assert.equal(c.stats.lostRecords + c.stats.outOfOrder, 0);
+    c.ingest(v5(60), 'e:1', 0); // 20 records missing, counted: e:1 is tracked again
+    assert.equal(c.stats.lostRecords, 20);
+  });
+
   it('keeps sequence numbers apart per observation domain (NetFlow v5 engine) of one exporter', () => {
     const { c } = core();
     const at = (sequence: number, engineId: number): Uint8Array => encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence, engineId, records: [rec(1)] });

@@ -37,6 +37,8 @@ export class RecencyMap<V> {
   private readonly byExporter = new Map<string, Map<number, RecencyEntry<V>>>();
   /** The ring's root: root.newer is the oldest entry, root.older the newest; the root itself when empty. */
   private readonly root: RecencyEntry<V>;
+  /** The entry get() found last (forgotten when deleted). */
+  private last: RecencyEntry<V> | null = null;
   size = 0;
 
   constructor(none: V) {
@@ -48,7 +50,12 @@ export class RecencyMap<V> {
   }
 
   get(exporter: string, key: number): RecencyEntry<V> | undefined {
-    return this.byExporter.get(exporter)?.get(key);
+    // Datagrams come in runs from one exporter: the entry found last is most often the one asked for.
+    const last = this.last;
+    if (last !== null && last.key === key && last.exporter === exporter) return last;
+    const e = this.byExporter.get(exporter)?.get(key);
+    if (e !== undefined) this.last = e;
+    return e;
   }
 
   /** Adds a new entry (the key must not be in the map), as the newest. */
@@ -86,6 +93,7 @@ export class RecencyMap<V> {
     if (inner.size === 0) this.byExporter.delete(e.exporter);
     e.older.newer = e.newer;
     e.newer.older = e.older;
+    if (e === this.last) this.last = null;
     this.size--;
   }
 
