@@ -77,6 +77,40 @@ describe('CollectorCore', () => {
     assert.equal(c.stats.lostRecords + c.stats.outOfOrder, 0);
   });
 
+  it('learns whether an IPFIX exporter counts options records and its own records in its sequence numbers, then counts real gaps', () => {
+    const flowT: TemplateSpec = { id: 256, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 1, length: 4 }, { id: 2, length: 4 }] };
+    const optT: TemplateSpec = { id: 300, scopeCount: 1, fields: [{ id: 149, length: 4 }, { id: 160, length: 8 }] };
+    const rows = (n: number): (string | number)[][] => Array.from({ length: n }, (_, i) => ['10.0.0.5', `203.0.113.${i}`, 100, 1]);
+    // Every other datagram resends the templates with one options record, as softflowd does every 16.
+    const datagram = (sequence: number, k: number, flows: number): Uint8Array => encodeIpfix({ exportS: 1_700_000_000, sequence, domain: 1, sets: k % 2 === 0
+      ? [{ templates: [flowT] }, { optionsTemplates: [optT] }, { data: optT, records: [[1, 1_699_999_000_000]] }, { data: flowT, records: rows(flows) }]
+      : [{ data: flowT, records: rows(flows) }] });
+    const run = (numbering: (before: { all: number; flows: number }, now: { all: number; flows: number }) => number, gapAt = -1): { lost: number; late: number } => {
+      const { c } = core();
+      const before = { all: 0, flows: 0 };
+      for (let k = 0; k < 8; k++) {
+        const flows = 3 + (k % 3);
+        const now = { all: flows + (k % 2 === 0 ? 1 : 0), flows };
+        if (k === gapAt) {
+          // 7 flow records lost on the way
+          before.all += 7;
+          before.flows += 7;
+        }
+        c.ingest(datagram(numbering(before, now), k, flows), 'e:1', 0);
+        before.all += now.all;
+        before.flows += now.flows;
+      }
+      return { lost: c.stats.lostRecords, late: c.stats.outOfOrder };
+    };
+    const rfc = (b: { all: number }): number => b.all; // RFC 7011: data records sent before, options records included
+    const softflowd = (b: { flows: number }, now: { flows: number }): number => b.flows + now.flows; // flows up to and including this datagram
+    const exclusiveFlowsOnly = (b: { flows: number }): number => b.flows;
+    for (const numbering of [rfc, softflowd, exclusiveFlowsOnly]) {
+      assert.deepEqual(run(numbering), { lost: 0, late: 0 }, numbering.name);
+      assert.deepEqual(run(numbering, 5), { lost: 7, late: 0 }, `${numbering.name}: a real gap after the convention is learned`);
+    }
+  });
+
   it('attributes records to the inventory\'s VM and counts the rest, dropping none silently', () => {
     const { c, windows } = core();
     c.ingest(encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence: 0, records: [rec(1), rec(2, '10.9.9.9')] }), 'e:1', 0);

@@ -83,12 +83,22 @@ export interface CollectorStats {
 class SeqState {
   /** This exporter numbers a datagram by the records up to and including it (softflowd does). */
   inclusive = false;
+  /** This exporter leaves options data records out of its count (softflowd does; RFC 7011 counts them). */
+  skipsOptions = false;
 
   constructor(
-    /** The next sequence number RFC 7011 / 3954 promise: previous + what the previous datagram carried. */
-    public next: number,
+    /** The previous datagram's sequence number. */
     public prev: number,
+    /** What the previous datagram carried: all its records, and its options records. */
+    public prevAll: number,
+    public prevOptions: number,
   ) {}
+
+  /** The sequence number the next datagram should carry, if it carries `all` records, `options` of them options records. */
+  expected(all: number, options: number, inclusive = this.inclusive, skipsOptions = this.skipsOptions): number {
+    const advance = inclusive ? all - (skipsOptions ? options : 0) : this.prevAll - (skipsOptions ? this.prevOptions : 0);
+    return (this.prev + advance) % U32;
+  }
 }
 
 /** The context handed to the decoders, reused for every datagram. */
@@ -307,7 +317,8 @@ export class CollectorCore {
     // Sequence numbers run per observation domain, taken from the header: a datagram with no records
     // (templates only) still advances the same counter.
     if (res.sequence !== null && res.sequenceUnit !== null) {
-      this.track(exporter, seqKey(decoder, res.domain), res.sequence, res.sequenceUnit === 'record' ? res.recordsInDatagram : 1, res.sequenceUnit, nowMs);
+      const perRecord = res.sequenceUnit === 'record';
+      this.track(exporter, seqKey(decoder, res.domain), res.sequence, perRecord ? res.recordsInDatagram : 1, perRecord ? res.optionRecordsInDatagram : 0, res.sequenceUnit, nowMs);
     }
     for (const c of res.counters) this.onCounters?.(c);
     this.addRows(batch, nowMs);
@@ -315,23 +326,41 @@ export class CollectorCore {
     this.stats.exporters = this.seq.size;
   }
 
-  private track(exporter: string, key: number, seq: number, advance: number, unit: 'record' | 'datagram', nowMs: number): void {
+  /**
+   * Sequence accounting for one datagram carrying `all` records (1 for per-datagram counters), `options` of
+   * them options records. Exporters differ in two ways the RFCs leave room for in practice: whether a
+   * datagram's number already includes its own records, and whether options records are counted. Each is
+   * learned once per exporter, the first time a number matches only the other convention.
+   */
+  private track(exporter: string, key: number, seq: number, all: number, options: number, unit: 'record' | 'datagram', nowMs: number): void {
     const e = this.seq.get(exporter, key);
     if (e === undefined) {
-      this.seq.add(exporter, key, new SeqState((seq + advance) % U32, seq), nowMs);
+      this.seq.add(exporter, key, new SeqState(seq, all, options), nowMs);
       while (this.seq.size > this.maxExporters) this.seq.delete(this.seq.first!);
       return;
     }
     // The map's order is recency, for the bound above.
     this.seq.refresh(e, nowMs);
     const s = e.value!;
-    // Some exporters count the records of the datagram itself in its sequence number; learn which.
-    if (unit === 'record' && !s.inclusive && seq !== s.next && seq === (s.prev + advance) % U32) s.inclusive = true;
-    const expected = s.inclusive ? (s.prev + advance) % U32 : s.next;
+    let expected = s.expected(all, options);
+    if (unit === 'record' && seq !== expected) {
+      // Try the conventions not yet learned: the first that explains this number is the exporter's.
+      for (const [inclusive, skips] of [[true, s.skipsOptions], [s.inclusive, true], [true, true]] as const) {
+        if ((inclusive && !s.inclusive) || (skips && !s.skipsOptions)) {
+          const alt = s.expected(all, options, inclusive || s.inclusive, skips || s.skipsOptions);
+          if (alt === seq) {
+            s.inclusive ||= inclusive;
+            s.skipsOptions ||= skips;
+            expected = alt;
+            break;
+          }
+        }
+      }
+    }
     const diff = (seq - expected + U32) % U32;
     if (diff !== 0) {
       if (diff < U32 / 2) {
-        // diff | 0 (exact: below 2^31) keeps the counts small integers; see SeqState.
+        // diff | 0 (exact: below 2^31) keeps the counts small integers.
         if (unit === 'record') this.stats.lostRecords += diff | 0;
         else this.stats.lostDatagrams += diff | 0;
       } else {
@@ -340,8 +369,9 @@ export class CollectorCore {
         return;
       }
     }
-    s.next = (seq + advance) % U32;
     s.prev = seq;
+    s.prevAll = all;
+    s.prevOptions = options;
   }
 
   /** Attributes and windows one decoded record (also the entry for sources that are not datagrams). */

@@ -46,6 +46,11 @@ export interface DecodeSummary {
   readonly sequenceUnit: 'datagram' | 'record' | null;
   /** Records the header says the datagram carries (for IPFIX/v5 sequence accounting). */
   readonly recordsInDatagram: number;
+  /**
+   * Of those, options data records (IPFIX). RFC 7011 counts them in the sequence number; some exporters
+   * (softflowd) count flow records only, so the collector learns which an exporter does.
+   */
+  readonly optionRecordsInDatagram: number;
   /** Templates learned or withdrawn in this datagram. */
   readonly templatesLearned: number;
   /** sFlow counter samples, per interface (the hosts' per-VM interface counters). */

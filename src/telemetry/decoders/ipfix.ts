@@ -82,7 +82,9 @@ function decodeIpfix(b: Uint8Array, ctx: DecodeContext, rows: FlowRows): DecodeS
       if (t === undefined) {
         p.errors.add('unknown-template', `data set for template ${setId} of domain ${domain}, which has not arrived`);
       } else {
-        p.recordsInDatagram += decodeDataSet(b, body, setEnd, t, dc);
+        const n = decodeDataSet(b, body, setEnd, t, dc);
+        p.recordsInDatagram += n;
+        if (t.isOptions) p.optionRecordsInDatagram += n;
       }
     } else {
       p.errors.add('unsupported', `set id ${setId} is reserved`);

@@ -90,6 +90,7 @@ export interface ResultParts {
   sequence: number | null;
   sequenceUnit: 'datagram' | 'record' | null;
   recordsInDatagram: number;
+  optionRecordsInDatagram: number;
   templatesLearned: number;
   counters: InterfaceCounters[];
 }
@@ -102,6 +103,7 @@ export function emptyParts(sequenceUnit: 'datagram' | 'record', rows: FlowRows):
     sequence: null,
     sequenceUnit,
     recordsInDatagram: 0,
+    optionRecordsInDatagram: 0,
     templatesLearned: 0,
     counters: [],
   };
@@ -115,6 +117,7 @@ export function finish(p: ResultParts): DecodeSummary {
     sequence: p.sequence,
     sequenceUnit: p.sequence === null ? null : p.sequenceUnit,
     recordsInDatagram: p.recordsInDatagram,
+    optionRecordsInDatagram: p.optionRecordsInDatagram,
     templatesLearned: p.templatesLearned,
     counters: p.counters,
   };
@@ -141,6 +144,7 @@ export function makeDecoder(
         sequence: null,
         sequenceUnit: null,
         recordsInDatagram: 0,
+        optionRecordsInDatagram: 0,
         templatesLearned: 0,
         counters: [],
       };
