@@ -30,7 +30,7 @@ Usage:
   vmshadow scenario generate --sites N --vms M --seed S [--users U] [--duration-s D] [--out FILE]
   vmshadow plan --scenario FILE [--planner greedy|ilp] [--json]
   vmshadow simulate --scenario FILE [--policies never,nearest,greedy] [--timeline FILE] [--json]
-  vmshadow bench placement|telemetry|proxy|manager [--quick] [--json] [--out FILE]
+  vmshadow bench placement|telemetry|telemetry-core|proxy|manager [--quick] [--json] [--out FILE]
   vmshadow fingerprint --pcap FILE --vm IP [--json]       verdict from flow records (softflowd → our collector)
   vmshadow fingerprint --evaluate [--traffic-dir DIR] [--ndpi-dir DIR] [--fixtures]
                                                           accuracy on both labelled sets (shared 50, nDPI 4.2)
@@ -231,7 +231,7 @@ function cmdScenario(argv: string[], io: Io): void {
 
 async function cmdBench(argv: string[], io: Io): Promise<void> {
   const [what, ...rest] = argv;
-  if (what !== 'placement' && what !== 'telemetry' && what !== 'proxy' && what !== 'manager') throw new InputError('bench', what, 'known benchmarks: placement, telemetry, proxy, manager');
+  if (what !== 'placement' && what !== 'telemetry' && what !== 'telemetry-core' && what !== 'proxy' && what !== 'manager') throw new InputError('bench', what, 'known benchmarks: placement, telemetry, telemetry-core, proxy, manager');
   const v = args(rest, { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, out: { type: 'string' } });
   if (what === 'manager') {
     const { runManagerBench } = await import('../../bench/manager.js');
@@ -244,6 +244,11 @@ async function cmdBench(argv: string[], io: Io): Promise<void> {
   if (what === 'proxy') {
     const { runProxyBench } = await import('../../bench/proxy.js');
     await runProxyBench({ quick: v.quick === true, json: v.json === true, out: io.out });
+    return;
+  }
+  if (what === 'telemetry-core') {
+    const { runTelemetryCoreBench } = await import('../../bench/telemetry-core.js');
+    await runTelemetryCoreBench({ quick: v.quick === true, json: v.json === true, out: io.out });
     return;
   }
   if (what === 'telemetry') {
