@@ -6,16 +6,11 @@
 // The first measured round is what a restarted collector does in its first seconds (optimising compiler
 // still at work, fresh memory for the rows it keeps); the best of the rounds is its steady state.
 // Needs softflowd (Debian package softflowd) to record the export.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../src/core/logger.js';
 import { CollectorCore, DEFAULT_COLLECTOR_OPTIONS } from '../src/telemetry/collector.js';
 import type { Inventory } from '../src/telemetry/inventory.js';
-import { quiet, runSoftflowd, startRelay } from '../src/testing/flow-reference.js';
-import { writePcap } from '../src/testing/pcap-writer.js';
-import { benchInventory, cloudFlows } from './telemetry.js';
+import { benchInventory, recordExport } from './telemetry.js';
 
 export interface TelemetryCoreBenchOptions {
   quick: boolean;
@@ -36,23 +31,6 @@ export interface CoreRun {
 }
 
 const f0 = (x: number): string => Math.round(x).toLocaleString('en-US');
-
-/** softflowd's export of a synthetic capture of `flows` cloud flows, as the datagrams it sent. */
-async function recordExport(version: 9 | 10, flows: number): Promise<Uint8Array[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'vmshadow-bench-core-'));
-  const pcap = join(dir, 'flows.pcap');
-  writeFileSync(pcap, writePcap(cloudFlows(flows, Date.UTC(2026, 0, 1), 60_000)));
-  const got: Uint8Array[] = [];
-  const relay = await startRelay((d) => got.push(Uint8Array.from(d)), null);
-  try {
-    await runSoftflowd(pcap, relay.port, version);
-    await quiet(() => got.length);
-  } finally {
-    await relay.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return got;
-}
 
 /** CPU milliseconds (user + system, every thread: the optimising compiler and the collector's GC count) for `passes` passes through a new collector. */
 function round(datagrams: readonly Uint8Array[], inventory: Inventory, passes: number): { cpuMs: number; records: number } {
@@ -76,7 +54,8 @@ export async function runTelemetryCoreBench(o: TelemetryCoreBenchOptions): Promi
       + `${passes} passes through a fresh collector after a warm-up one, windows closed at the end; first round and best of ${rounds}\n`);
   }
   for (const [format, version] of [['ipfix', 10], ['netflow9', 9]] as const) {
-    const datagrams = await recordExport(version, flows);
+    // Dated at the collector's clock in round() below.
+    const datagrams = await recordExport(version, flows, Date.UTC(2026, 0, 1));
     round(datagrams, inventory, 2); // warm-up: the JIT's start is not the collector's throughput
     const measured = Array.from({ length: rounds }, () => round(datagrams, inventory, passes));
     const rate = (r: { cpuMs: number; records: number }): number => r.records / (r.cpuMs / 1000);

@@ -65,13 +65,15 @@ export function* cloudFlows(n: number, startMs: number, durationMs: number): Gen
   }
 }
 
-/** Records a real exporter's datagrams: softflowd reading a synthetic capture of `flows` flows. */
-async function recordExport(version: 9 | 10, flows: number): Promise<Uint8Array[]> {
+/**
+ * Records a real exporter's datagrams: softflowd reading a synthetic capture of `flows` flows over the
+ * minute from startMs. By default dated now, as a live exporter's records are: a receiver then windows
+ * them as it would in production (records dated months back would all be late, a path no live exporter takes).
+ */
+export async function recordExport(version: 9 | 10, flows: number, startMs = Date.now() - 60_000): Promise<Uint8Array[]> {
   const dir = mkdtempSync(join(tmpdir(), 'vmshadow-bench-'));
   const pcap = join(dir, 'flows.pcap');
-  // Dated now, as a live exporter's records are: the receivers then window them as they would in
-  // production (records dated months back would all be late, a path no live exporter exercises).
-  writeFileSync(pcap, writePcap(cloudFlows(flows, Date.now() - 60_000, 60_000)));
+  writeFileSync(pcap, writePcap(cloudFlows(flows, startMs, 60_000)));
   const got: Uint8Array[] = [];
   const relay = await startRelay((d) => got.push(d.slice()), null);
   try {
