@@ -111,6 +111,37 @@ describe('CollectorCore', () => {
     }
   });
 
+  it('does not take a real loss for another numbering convention, nor learn from a datagram it could not count', () => {
+    const t: TemplateSpec = { id: 256, fields: [{ id: 8, length: 4 }, { id: 12, length: 4 }, { id: 1, length: 4 }, { id: 2, length: 4 }] };
+    const rows = (n: number): (string | number)[][] => Array.from({ length: n }, (_, i) => ['10.0.0.5', `203.0.113.${i}`, 100, 1]);
+    const withT = (sequence: number, n: number): Uint8Array => encodeIpfix({ exportS: 1_700_000_000, sequence, domain: 1, sets: [{ templates: [t] }, { data: t, records: rows(n) }] });
+    const dataOnly = (sequence: number, n: number): Uint8Array => encodeIpfix({ exportS: 1_700_000_000, sequence, domain: 1, sets: [{ data: t, records: rows(n) }] });
+    const onlyT = (sequence: number): Uint8Array => encodeIpfix({ exportS: 1_700_000_000, sequence, domain: 1, sets: [{ templates: [t] }] });
+    {
+      // RFC numbering: a templates-only datagram, then a datagram of 5 lost, then datagrams of 5: the first
+      // of them fits "inclusive" numbering by chance; the next ones do not, so the 5 are counted lost.
+      const { c } = core();
+      c.ingest(withT(0, 5), 'e:1', 0);
+      c.ingest(onlyT(5), 'e:1', 0);
+      // (seq 5, 5 records: lost)
+      for (const sq of [10, 15, 20]) c.ingest(dataOnly(sq, 5), 'e:1', 0);
+      c.ingest(dataOnly(25, 3), 'e:1', 0);
+      c.ingest(dataOnly(28, 4), 'e:1', 0);
+      assert.equal(c.stats.lostRecords, 5);
+      assert.equal(c.stats.outOfOrder, 0);
+    }
+    {
+      // A collector started mid-stream: data before its template cannot be counted; nothing is learned from it.
+      const { c } = core();
+      c.ingest(dataOnly(100, 5), 'e:1', 0); // template unknown yet
+      c.ingest(withT(105, 5), 'e:1', 0);
+      for (const [sq, n] of [[110, 3], [113, 4], [117, 5]] as const) c.ingest(dataOnly(sq, n), 'e:1', 0);
+      assert.equal(c.stats.lostRecords, 0);
+      assert.equal(c.stats.outOfOrder, 0);
+      assert.equal(c.stats.decodeErrors['unknown-template'], 1);
+    }
+  });
+
   it('attributes records to the inventory\'s VM and counts the rest, dropping none silently', () => {
     const { c, windows } = core();
     c.ingest(encodeNetflow5({ uptimeMs: 10_000, unixS: 1_700_000_000, sequence: 0, records: [rec(1), rec(2, '10.9.9.9')] }), 'e:1', 0);

@@ -85,6 +85,15 @@ class SeqState {
   inclusive = false;
   /** This exporter leaves options data records out of its count (softflowd does; RFC 7011 counts them). */
   skipsOptions = false;
+  /**
+   * A convention that explained one number the adopted one did not: adopted when it explains another that
+   * the adopted one does not; if instead the adopted one explains the next telling number, the gap was a
+   * real loss of `pendingLoss` records, counted then.
+   */
+  pending: { inclusive: boolean; skipsOptions: boolean } | null = null;
+  pendingLoss = 0;
+  /** The previous datagram had records that could not be counted (a template not yet known, a bad set). */
+  prevUncounted = false;
 
   constructor(
     /** The previous datagram's sequence number. */
@@ -318,7 +327,7 @@ export class CollectorCore {
     // (templates only) still advances the same counter.
     if (res.sequence !== null && res.sequenceUnit !== null) {
       const perRecord = res.sequenceUnit === 'record';
-      this.track(exporter, seqKey(decoder, res.domain), res.sequence, perRecord ? res.recordsInDatagram : 1, perRecord ? res.optionRecordsInDatagram : 0, res.sequenceUnit, nowMs);
+      this.track(exporter, seqKey(decoder, res.domain), res.sequence, perRecord ? res.recordsInDatagram : 1, perRecord ? res.optionRecordsInDatagram : 0, res.sequenceUnit, res.errors.length > 0, nowMs);
     }
     for (const c of res.counters) this.onCounters?.(c);
     this.addRows(batch, nowMs);
@@ -329,49 +338,75 @@ export class CollectorCore {
   /**
    * Sequence accounting for one datagram carrying `all` records (1 for per-datagram counters), `options` of
    * them options records. Exporters differ in two ways the RFCs leave room for in practice: whether a
-   * datagram's number already includes its own records, and whether options records are counted. Each is
-   * learned once per exporter, the first time a number matches only the other convention.
+   * datagram's number already includes its own records, and whether options records are counted. The
+   * other convention is adopted once it explains two numbers that the adopted one does not (one could be a
+   * loss that happens to fit it); datagrams with records that could not be counted only resynchronise.
    */
-  private track(exporter: string, key: number, seq: number, all: number, options: number, unit: 'record' | 'datagram', nowMs: number): void {
+  private track(exporter: string, key: number, seq: number, all: number, options: number, unit: 'record' | 'datagram', uncounted: boolean, nowMs: number): void {
     const e = this.seq.get(exporter, key);
     if (e === undefined) {
-      this.seq.add(exporter, key, new SeqState(seq, all, options), nowMs);
+      const s = new SeqState(seq, all, options);
+      s.prevUncounted = uncounted;
+      this.seq.add(exporter, key, s, nowMs);
       while (this.seq.size > this.maxExporters) this.seq.delete(this.seq.first!);
       return;
     }
     // The map's order is recency, for the bound above.
     this.seq.refresh(e, nowMs);
     const s = e.value!;
-    let expected = s.expected(all, options);
-    if (unit === 'record' && seq !== expected) {
-      // Try the conventions not yet learned: the first that explains this number is the exporter's.
+    const resync = (): void => {
+      s.prev = seq;
+      s.prevAll = all;
+      s.prevOptions = options;
+      s.prevUncounted = uncounted;
+    };
+    // A datagram whose records could not all be counted says nothing about loss, nor the one after it.
+    if (unit === 'record' && (uncounted || s.prevUncounted)) return resync();
+    const expected = s.expected(all, options);
+    let alt: { inclusive: boolean; skipsOptions: boolean } | null = null;
+    if (unit === 'record') {
+      // The conventions not yet adopted; the first that explains this number, if any.
       for (const [inclusive, skips] of [[true, s.skipsOptions], [s.inclusive, true], [true, true]] as const) {
-        if ((inclusive && !s.inclusive) || (skips && !s.skipsOptions)) {
-          const alt = s.expected(all, options, inclusive || s.inclusive, skips || s.skipsOptions);
-          if (alt === seq) {
-            s.inclusive ||= inclusive;
-            s.skipsOptions ||= skips;
-            expected = alt;
-            break;
-          }
+        const c = { inclusive: inclusive || s.inclusive, skipsOptions: skips || s.skipsOptions };
+        if ((c.inclusive !== s.inclusive || c.skipsOptions !== s.skipsOptions) && s.expected(all, options, c.inclusive, c.skipsOptions) === seq) {
+          alt = c;
+          break;
         }
       }
     }
-    const diff = (seq - expected + U32) % U32;
-    if (diff !== 0) {
-      if (diff < U32 / 2) {
-        // diff | 0 (exact: below 2^31) keeps the counts small integers.
-        if (unit === 'record') this.stats.lostRecords += diff | 0;
-        else this.stats.lostDatagrams += diff | 0;
-      } else {
-        // A late datagram: counted, and the counter stays where the newest one left it.
-        this.stats.outOfOrder++;
-        return;
+    const p = s.pending;
+    if (p !== null) {
+      const byPending = s.expected(all, options, p.inclusive, p.skipsOptions) === seq;
+      if (byPending && seq !== expected) {
+        // Explained twice by the other convention and not by ours: it is the exporter's.
+        s.inclusive = p.inclusive;
+        s.skipsOptions = p.skipsOptions;
+        s.pending = null;
+        return resync();
       }
+      if (seq === expected && !byPending) {
+        // Ours explains this one and the other does not: the gap that suggested it was a real loss.
+        this.stats.lostRecords += s.pendingLoss;
+        s.pending = null;
+      }
+      // Both or neither explain it: nothing learned yet.
     }
-    s.prev = seq;
-    s.prevAll = all;
-    s.prevOptions = options;
+    if (seq === expected) return resync();
+    if (alt !== null && s.pending === null) {
+      // One number only: the other convention is pending; the loss it would hide is kept until it is decided.
+      s.pending = alt;
+      s.pendingLoss = (seq - expected + U32) % U32 < U32 / 2 ? ((seq - expected + U32) % U32) | 0 : 0;
+      return resync();
+    }
+    const diff = (seq - expected + U32) % U32;
+    if (diff < U32 / 2) {
+      // diff | 0 (exact: below 2^31) keeps the counts small integers.
+      if (unit === 'record') this.stats.lostRecords += diff | 0;
+      else this.stats.lostDatagrams += diff | 0;
+      return resync();
+    }
+    // A late datagram: counted, and the counter stays where the newest one left it.
+    this.stats.outOfOrder++;
   }
 
   /** Attributes and windows one decoded record (also the entry for sources that are not datagrams). */
