@@ -105,6 +105,15 @@ static napi_value errno_error(napi_env env, const char *syscall, int err, const 
   return e;
 }
 
+/** Throws errno_error(...), or a plain Error with the same words if that could not be made: never nothing. */
+static void throw_errno(napi_env env, const char *syscall, int err, const char *where) {
+  napi_value e = errno_error(env, syscall, err, where);
+  if (e != NULL && napi_throw(env, e) == napi_ok) return;
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s %s %s (%s)", syscall, uv_err_name(-err), where, strerror(err));
+  napi_throw_error(env, uv_err_name(-err), msg);
+}
+
 static int get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t dflt, uint32_t *out) {
   bool has = false;
   if (napi_has_named_property(env, obj, key, &has) != napi_ok) return -1;
@@ -248,7 +257,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   if (status < 0) {
+    // libuv stops the handle itself before reporting a poll error (e.g. POLLERR): clear the socket's
+    // pending error and watch again, or nothing would ever be received; if that fails too, say so.
+    int pending = 0;
+    socklen_t plen = sizeof pending;
+    getsockopt(rx->fd, SOL_SOCKET, SO_ERROR, &pending, &plen);
     report_error(rx, "poll", -status);
+    if (!rx->closed) {
+      int r = uv_poll_start(&rx->poll, UV_READABLE, on_poll);
+      if (r != 0) report_error(rx, "uv_poll_start (receiving has stopped)", -r);
+    }
     goto out;
   }
   for (uint32_t b = 0; b < rx->max_batches; b++) {
@@ -361,7 +379,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
   int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    napi_throw(env, errno_error(env, "socket", errno, where));
+    throw_errno(env, "socket", errno, where);
     return NULL;
   }
   int forced = 0;
@@ -372,7 +390,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     else if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) != 0) {
       int err = errno;
       close(fd);
-      napi_throw(env, errno_error(env, "setsockopt(SO_RCVBUF)", err, where));
+      throw_errno(env, "setsockopt(SO_RCVBUF)", err, where);
       return NULL;
     }
   }
@@ -383,7 +401,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
     int err = errno;
     close(fd);
-    napi_throw(env, errno_error(env, "bind", err, where));
+    throw_errno(env, "bind", err, where);
     return NULL;
   }
   struct sockaddr_storage bound;
@@ -393,7 +411,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (getsockname(fd, (struct sockaddr *)&bound, &blen) != 0 || getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &actual, &alen) != 0) {
     int err = errno;
     close(fd);
-    napi_throw(env, errno_error(env, "getsockname", err, where));
+    throw_errno(env, "getsockname", err, where);
     return NULL;
   }
   uint32_t bound_port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port : ((struct sockaddr_in6 *)&bound)->sin6_port);
@@ -407,7 +425,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (rx == NULL || rx->msgs == NULL || rx->iov == NULL || rx->names == NULL) {
     close(fd);
     if (rx != NULL) rx_free(rx);
-    napi_throw(env, errno_error(env, "calloc", ENOMEM, where));
+    throw_errno(env, "calloc", ENOMEM, where);
     return NULL;
   }
   rx->env = env;
@@ -475,7 +493,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   int r = uv_poll_init(loop, &rx->poll, fd);
   if (r != 0) {
     rx_close(rx);
-    napi_throw(env, errno_error(env, "uv_poll_init", -r, rx->where));
+    throw_errno(env, "uv_poll_init", -r, rx->where);
     return NULL;
   }
   rx->poll_inited = 1;
@@ -483,7 +501,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   r = uv_poll_start(&rx->poll, UV_READABLE, on_poll);
   if (r != 0) {
     rx_close(rx);
-    napi_throw(env, errno_error(env, "uv_poll_start", -r, rx->where));
+    throw_errno(env, "uv_poll_start", -r, rx->where);
     return NULL;
   }
   if (napi_add_env_cleanup_hook(env, cleanup_hook, rx) == napi_ok) rx->hook_added = 1;
@@ -521,7 +539,7 @@ static napi_value js_format_address(napi_env env, napi_callback_info info) {
   char text[INET6_ADDRSTRLEN];
   int r = uv_inet_ntop(w[0] == 6 ? AF_INET6 : AF_INET, bytes, text, sizeof text);
   if (r != 0) {
-    napi_throw(env, errno_error(env, "inet_ntop", -r, "?"));
+    throw_errno(env, "inet_ntop", -r, "?");
     return NULL;
   }
   napi_value out;

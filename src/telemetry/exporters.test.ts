@@ -78,7 +78,12 @@ describe('decoders against real exporters, nfdump as reference', () => {
       ].join('\n') + '\n');
       // Its own process group: sfacctd forks a plugin process and ignores SIGTERM, so the group is killed.
       const ref = spawn('sfacctd', ['-f', join(dir, 'sfacctd.conf')], { stdio: 'ignore', detached: true });
-      await new Promise((r) => setTimeout(r, 1000));
+      // Until its socket is bound (a fixed second was not always enough on a busy machine, and the first
+      // samples then went to a closed port), at most 15 s.
+      const local = `0100007F:${refPort.toString(16).toUpperCase().padStart(4, '0')}`;
+      for (let i = 0; i < 150 && !readFileSync('/proc/net/udp', 'utf8').split('\n').some((l) => l.trim().split(/\s+/)[1] === local); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
       const exited = new Promise((r) => ref.once('exit', r));
       try {
         const relay = await startRelay((d, ex) => core.ingest(d, ex, Date.now()), refPort);

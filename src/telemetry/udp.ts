@@ -187,37 +187,46 @@ async function listenNative(addon: NativeUdp, core: CollectorCore, at: ListenAdd
   let bytes = new Uint8Array(0);
   let meta = new Int32Array(0);
   let slotBytes = 0;
+  /** onError must not throw into the addon (that would end the batch); a throwing handler is logged instead. */
+  const report = (e: unknown): void => {
+    try {
+      opts.onError?.(e);
+    } catch (e2) {
+      log.error('the collector\'s error handler threw; collection goes on', { error: (e2 as Error).message ?? String(e2) });
+    }
+  };
   const onBatch = (count: number): void => {
     stats.batches++;
     const nowMs = clock.nowMs();
     for (let i = 0; i < count; i++) {
       const o = i * M;
       stats.datagrams++;
-      if (meta[o + META.truncated] !== 0) {
-        stats.truncated++;
-        if (nowMs - truncatedLog.atMs >= TRUNCATED_LOG_EVERY_MS) {
-          log.warn('dropped a UDP datagram longer than a receive slot', { slotBytes, truncated: stats.truncated, suppressedSinceLast: truncatedLog.suppressed });
-          truncatedLog = { atMs: nowMs, suppressed: 0 };
-        } else {
-          truncatedLog.suppressed++;
-        }
-        continue;
-      }
-      const a = o + META.addr0;
-      const name = names.get(meta[o + META.family]!, meta[o + META.port]!, meta[a]!, meta[a + 1]!, meta[a + 2]!, meta[a + 3]!);
-      const start = i * slotBytes;
+      // Each datagram on its own: whatever throws (the name, a log line, the core) costs that datagram
+      // only, counted and reported; the rest of the batch goes on.
       try {
+        if (meta[o + META.truncated] !== 0) {
+          stats.truncated++;
+          if (nowMs - truncatedLog.atMs >= TRUNCATED_LOG_EVERY_MS) {
+            log.warn('dropped a UDP datagram longer than a receive slot', { slotBytes, truncated: stats.truncated, suppressedSinceLast: truncatedLog.suppressed });
+            truncatedLog = { atMs: nowMs, suppressed: 0 };
+          } else {
+            truncatedLog.suppressed++;
+          }
+          continue;
+        }
+        const a = o + META.addr0;
+        const name = names.get(meta[o + META.family]!, meta[o + META.port]!, meta[a]!, meta[a + 1]!, meta[a + 2]!, meta[a + 3]!);
+        const start = i * slotBytes;
         core.ingest(bytes.subarray(start, start + meta[o + META.length]!), name, nowMs);
       } catch (e) {
-        // A bug downstream must not stop collection: counted and reported, the next datagram goes on.
-        opts.onError?.(e);
+        report(e);
       }
     }
   };
   let h: NativeUdpHandle;
   try {
     h = addon.open({ host, port: at.port, recvBufferBytes: opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER_BYTES, forceRecvBuffer: opts.forceRecvBuffer === false ? 0 : 1, ...(opts.nativeSlotBytes === undefined ? {} : { slotBytes: opts.nativeSlotBytes }) }, onBatch,
-      (e: NativeUdpError) => opts.onError?.(e));
+      (e: NativeUdpError) => report(e));
   } catch (e) {
     throw new InputError('--listen', listenText(at.host, at.port), `cannot be bound: ${(e as NativeUdpError).code ?? (e as Error).message}`, { cause: e });
   }
@@ -234,8 +243,9 @@ async function listenNative(addon: NativeUdp, core: CollectorCore, at: ListenAdd
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(timer);
+        // The fd is closed at once (the port is free when this returns); libuv frees the poll handle
+        // in a later close callback, which nothing here waits for.
         addon.close(h);
-        // libuv finishes closing the poll handle on the next loop turn.
         setImmediate(resolve);
       });
       return closing;

@@ -363,6 +363,9 @@ export function decodeDataSet(b: Uint8Array, start: number, end: number, t: Temp
  * last one and the exporter's options are still what that one left, decoding it again would store equal
  * options again, so they are only stored again (refreshed) and the general path is not run.
  */
+/** Options sets up to this size are remembered to skip decoding them again when resent unchanged. */
+const MAX_REMEMBERED_OPTIONS_BYTES = 512;
+
 function decodeOptionsSet(b: Uint8Array, start: number, end: number, t: Template, c: Compiled, dc: DataContext): number {
   const m = c.lastOptions;
   if (m !== null && dc.options === m.options && m.exporter === dc.ctx.exporter && m.domain === dc.domain && sameBytes(b, start, end, m.bytes)) {
@@ -372,7 +375,10 @@ function decodeOptionsSet(b: Uint8Array, start: number, end: number, t: Template
   }
   const before = dc.options;
   const records = decodeGeneral(b, start, end, t, c, dc);
-  c.lastOptions = { exporter: dc.ctx.exporter, domain: dc.domain, bytes: new Uint8Array(b.subarray(start, end)), records, options: dc.options, stored: dc.options !== before };
+  // Real options sets are tens of bytes; a big one is not remembered, so templates (bounded in number)
+  // cannot pin a copy of up to 64 KiB each.
+  c.lastOptions = end - start > MAX_REMEMBERED_OPTIONS_BYTES ? null
+    : { exporter: dc.ctx.exporter, domain: dc.domain, bytes: new Uint8Array(b.subarray(start, end)), records, options: dc.options, stored: dc.options !== before };
   return records;
 }
 
