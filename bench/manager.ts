@@ -49,6 +49,7 @@ import { openStore } from '../src/store/open.js';
 import { DEFAULT_SETTINGS, jobStoreOf } from '../src/store/repos.js';
 import type { FlowRecord } from '../src/telemetry/flow.js';
 import { encodeIpfix, type TemplateSpec, type Value } from '../src/testing/flow-encoders.js';
+import { loopbackUdpSocket } from '../src/testing/ports.js';
 
 export interface ManagerBenchOptions {
   readonly quick: boolean;
@@ -440,16 +441,6 @@ async function exporterMain(file: string, port: number): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------
 // The measured manager process
 
-/** The kernel's count of datagrams dropped on a loopback UDP socket (a full receive queue). */
-function udpDrops(port: number): number | null {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1] === local) return Number(f[f.length - 1]);
-  }
-  return null;
-}
-
 /** A logger that counts warnings and errors and keeps the first few. */
 function countingLogger(): Logger & { counts: { warn: number; error: number }; first: string[] } {
   const counts = { warn: 0, error: 0 };
@@ -694,7 +685,7 @@ async function managerMain(file: string): Promise<void> {
       heapMiB: m.heapUsed / 2 ** 20, rssMiB: m.rss / 2 ** 20, externalMiB: (m.external + m.arrayBuffers) / 2 ** 20,
       observed: ingest.windows.observed, unattributable: ingest.windows.unattributable, failed: ingest.windows.failed,
       dropped: loop.stats.windowsDropped, datagrams: s.datagrams, records: s.records, lostRecords: s.lostRecords,
-      kernelDrops: udpDrops(port), storeMiB: storeMiB(),
+      kernelDrops: loopbackUdpSocket(port)?.drops ?? null, storeMiB: storeMiB(),
     });
     if (k === cfg.warmup) {
       delay.enable();

@@ -26,6 +26,7 @@ import { systemClock } from '../src/core/clock.js';
 import { writePcap, type SyntheticPacket } from '../src/testing/pcap-writer.js';
 import { MapTemplateStore } from '../src/testing/flow-templates.js';
 import { quiet, runSoftflowd, startNfcapd, startRelay } from '../src/testing/flow-reference.js';
+import { loopbackUdpSocket } from '../src/testing/ports.js';
 
 export interface TelemetryBenchOptions {
   quick: boolean;
@@ -125,16 +126,6 @@ function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-/** The kernel's view of a loopback UDP socket: bytes waiting in its queue, and datagrams dropped. */
-function udpSocket(port: number): { queuedBytes: number; drops: number } | null {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1] === local) return { queuedBytes: parseInt(f[4]!.split(':')[1]!, 16), drops: Number(f[f.length - 1]) };
-  }
-  return null;
-}
-
 async function until(cond: () => boolean, stepMs: number, maxMs: number): Promise<void> {
   const end = performance.now() + maxMs;
   while (!cond() && performance.now() < end) await new Promise((r) => setTimeout(r, stepMs));
@@ -172,18 +163,18 @@ interface Receiver {
  * collector runs for days; the JIT's start is not its throughput), then `times` passes measured.
  */
 async function measure(rx: Receiver, datagrams: readonly Uint8Array[], recordsPerPass: number, times: number, perMs: number | null): Promise<Run> {
-  const drained = (): Promise<void> => until(() => (udpSocket(rx.port)?.queuedBytes ?? 0) === 0, 2, 30_000);
+  const drained = (): Promise<void> => until(() => (loopbackUdpSocket(rx.port)?.queuedBytes ?? 0) === 0, 2, 30_000);
   await replay(datagrams, rx.port, 1, perMs);
   await drained();
   await idle(rx.pid);
-  const warmDrops = udpSocket(rx.port)?.drops ?? 0;
+  const warmDrops = loopbackUdpSocket(rx.port)?.drops ?? 0;
   const cpu0 = cpuSecondsOf(rx.pid);
   const t0 = performance.now();
   await replay(datagrams, rx.port, times, perMs);
   await drained();
   const wallS = (performance.now() - t0) / 1000;
   await idle(rx.pid);
-  const drops = (udpSocket(rx.port)?.drops ?? 0) - warmDrops;
+  const drops = (loopbackUdpSocket(rx.port)?.drops ?? 0) - warmDrops;
   const { records: all, cpuS: total } = await rx.finish();
   // The warm-up pass's records, unless it lost some (then the whole run is off by them, and says so).
   const records = all - recordsPerPass;

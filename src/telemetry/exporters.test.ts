@@ -2,6 +2,7 @@
 // the same export goes to the project's collector and to the reference, and every record must match.
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
+import { loopbackUdpSocket } from '../testing/ports.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,8 +84,7 @@ describe('decoders against real exporters, nfdump as reference', () => {
         const ref = spawn('sfacctd', ['-f', join(dir, 'sfacctd.conf')], { stdio: 'ignore', detached: true });
         // Until its socket is bound (a fixed second was not always enough on a busy machine, and the first
         // samples then went to a closed port), at most 15 s.
-        const local = `0100007F:${refPort.toString(16).toUpperCase().padStart(4, '0')}`;
-        for (let i = 0; i < 150 && !readFileSync('/proc/net/udp', 'utf8').split('\n').some((l) => l.trim().split(/\s+/)[1] === local); i++) {
+        for (let i = 0; i < 150 && loopbackUdpSocket(refPort) === null; i++) {
           await new Promise((r) => setTimeout(r, 100));
         }
         const exited = new Promise((r) => ref.once('exit', r));
