@@ -103,6 +103,14 @@ class SeqState {
     public prevOptions: number,
   ) {}
 
+  /** This datagram is the newest: the next is numbered after it. */
+  moveTo(seq: number, all: number, options: number, uncounted: boolean): void {
+    this.prev = seq;
+    this.prevAll = all;
+    this.prevOptions = options;
+    this.prevUncounted = uncounted;
+  }
+
   /** The sequence number the next datagram should carry, if it carries `all` records, `options` of them options records. */
   expected(all: number, options: number, inclusive = this.inclusive, skipsOptions = this.skipsOptions): number {
     const advance = inclusive ? all - (skipsOptions ? options : 0) : this.prevAll - (skipsOptions ? this.prevOptions : 0);
@@ -354,18 +362,13 @@ export class CollectorCore {
     // The map's order is recency, for the bound above.
     this.seq.refresh(e, nowMs);
     const s = e.value!;
-    const resync = (): void => {
-      s.prev = seq;
-      s.prevAll = all;
-      s.prevOptions = options;
-      s.prevUncounted = uncounted;
-    };
     // A datagram whose records could not all be counted says nothing about loss, nor the one after it.
-    if (unit === 'record' && (uncounted || s.prevUncounted)) return resync();
+    if (unit === 'record' && (uncounted || s.prevUncounted)) return s.moveTo(seq, all, options, uncounted);
     const expected = s.expected(all, options);
     let alt: { inclusive: boolean; skipsOptions: boolean } | null = null;
-    if (unit === 'record') {
-      // The conventions not yet adopted; the first that explains this number, if any.
+    if (unit === 'record' && seq !== expected) {
+      // The conventions not yet adopted; the first that explains this number, if any (only looked for
+      // when ours does not: most datagrams need none of this).
       for (const [inclusive, skips] of [[true, s.skipsOptions], [s.inclusive, true], [true, true]] as const) {
         const c = { inclusive: inclusive || s.inclusive, skipsOptions: skips || s.skipsOptions };
         if ((c.inclusive !== s.inclusive || c.skipsOptions !== s.skipsOptions) && s.expected(all, options, c.inclusive, c.skipsOptions) === seq) {
@@ -382,7 +385,7 @@ export class CollectorCore {
         s.inclusive = p.inclusive;
         s.skipsOptions = p.skipsOptions;
         s.pending = null;
-        return resync();
+        return s.moveTo(seq, all, options, uncounted);
       }
       if (seq === expected && !byPending) {
         // Ours explains this one and the other does not: the gap that suggested it was a real loss.
@@ -391,19 +394,19 @@ export class CollectorCore {
       }
       // Both or neither explain it: nothing learned yet.
     }
-    if (seq === expected) return resync();
+    if (seq === expected) return s.moveTo(seq, all, options, uncounted);
     if (alt !== null && s.pending === null) {
       // One number only: the other convention is pending; the loss it would hide is kept until it is decided.
       s.pending = alt;
       s.pendingLoss = (seq - expected + U32) % U32 < U32 / 2 ? ((seq - expected + U32) % U32) | 0 : 0;
-      return resync();
+      return s.moveTo(seq, all, options, uncounted);
     }
     const diff = (seq - expected + U32) % U32;
     if (diff < U32 / 2) {
       // diff | 0 (exact: below 2^31) keeps the counts small integers.
       if (unit === 'record') this.stats.lostRecords += diff | 0;
       else this.stats.lostDatagrams += diff | 0;
-      return resync();
+      return s.moveTo(seq, all, options, uncounted);
     }
     // A late datagram: counted, and the counter stays where the newest one left it.
     this.stats.outOfOrder++;
